@@ -1,0 +1,1 @@
+from fairseq_ot.criterions import ot_seq  # noqa: F401

@@ -1,0 +1,214 @@
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from fairseq.criterions import register_criterion
+from fairseq.criterions.label_smoothed_cross_entropy import (
+    LabelSmoothedCrossEntropyCriterion,
+    LabelSmoothedCrossEntropyCriterionConfig,
+    label_smoothed_nll_loss,
+)
+from fairseq.dataclass import ChoiceEnum
+from fairseq.logging import metrics
+
+from fairseq_ot.modules.optimal_transport import GRADIENT_MODES, SOLVERS
+from fairseq_ot.modules.soft_embedding import sequence_ot_distance, soft_embed
+from fairseq_ot.modules.update_counter import follow_update_count
+
+# Cosine costs reach 2; below this beta exp(-2 / beta) leaves float32's range.
+MIN_OT_BETA = 0.04
+
+
+@dataclass
+class OTSeqCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
+    ot_weight: float = field(
+        default=0.1,
+        metadata={"help": "gamma: weight of the summed per-sentence OT distance "
+                  "between the soft predictions and the reference"},
+    )
+    ot_beta: float = field(
+        default=0.5,
+        metadata={"help": f"IPOT proximal step size (Sinkhorn: entropic "
+                  f"regularization), at least {MIN_OT_BETA}"},
+    )
+    ot_iters: int = field(
+        default=50, metadata={"help": "IPOT outer iterations (Sinkhorn: sweeps)"}
+    )
+    ot_inner_iters: int = field(
+        default=1, metadata={"help": "Sinkhorn sweeps inside each IPOT iteration"}
+    )
+    ot_temperature: float = field(
+        default=1.0,
+        metadata={"help": "soft-argmax temperature tau of the beliefs "
+                  "softmax(logits / tau); small values approach argmax"},
+    )
+    ot_solver: ChoiceEnum(SOLVERS) = field(
+        default="ipot", metadata={"help": "OT solver"}
+    )
+    ot_gradient: ChoiceEnum(GRADIENT_MODES) = field(
+        default="envelope",
+        metadata={"help": "unrolled: backpropagate through every solver iteration; "
+                  "envelope: plan T without grad, gradient of sum(T * C) "
+                  "(exact at convergence, cheaper)"},
+    )
+    ot_detach_embeddings: bool = field(
+        default=False,
+        metadata={"help": "no OT gradient into the embedding matrix, so the cosine "
+                  "cost cannot be lowered by collapsing embedding directions"},
+    )
+    ot_copy_weight: float = field(
+        default=0.0,
+        metadata={"help": "weight of L_copy, the summed OT distance between the "
+                  "source tokens (encoder embeddings) and the soft predictions"},
+    )
+    ot_warmup_updates: int = field(
+        default=0,
+        metadata={"help": "ramp both OT weights linearly from 0 over this many updates"},
+    )
+
+
+@register_criterion("ot_seq", dataclass=OTSeqCriterionConfig)
+class OTSeqCriterion(LabelSmoothedCrossEntropyCriterion):
+    """Label-smoothed MLE plus sequence-level optimal transport,
+
+        loss = sum_t LS-NLL(y_t) + gamma * sum_s OT(E^T softmax(z_s / tau), E[y_s])
+               + gamma_copy * sum_s OT(E_src[x_s], E^T softmax(z_s / tau))
+
+    with cosine cost between embeddings and the OT plan from IPOT or Sinkhorn
+    (Chen et al., ICLR 2019, "Improving Sequence-to-Sequence Learning via
+    Optimal Transport")."""
+
+    def __init__(
+        self,
+        task,
+        sentence_avg,
+        label_smoothing,
+        ot_weight,
+        ot_beta,
+        ot_iters,
+        ot_inner_iters,
+        ot_temperature,
+        ot_solver,
+        ot_gradient,
+        ot_detach_embeddings,
+        ot_copy_weight,
+        ot_warmup_updates,
+        ignore_prefix_size=0,
+        report_accuracy=False,
+    ):
+        super().__init__(
+            task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy
+        )
+        _require(ot_weight >= 0, "--ot-weight", ">= 0", ot_weight)
+        _require(ot_copy_weight >= 0, "--ot-copy-weight", ">= 0", ot_copy_weight)
+        _require(ot_beta >= MIN_OT_BETA, "--ot-beta", f">= {MIN_OT_BETA}", ot_beta)
+        _require(ot_iters >= 1, "--ot-iters", ">= 1", ot_iters)
+        _require(ot_inner_iters >= 1, "--ot-inner-iters", ">= 1", ot_inner_iters)
+        _require(ot_temperature > 0, "--ot-temperature", "> 0", ot_temperature)
+        _require(ot_warmup_updates >= 0, "--ot-warmup-updates", ">= 0", ot_warmup_updates)
+        _require(0 <= label_smoothing < 1, "--label-smoothing", "in [0, 1)", label_smoothing)
+        self.ot_weight = ot_weight
+        self.ot_copy_weight = ot_copy_weight
+        self.ot_temperature = ot_temperature
+        self.ot_detach_embeddings = ot_detach_embeddings
+        self.ot_warmup_updates = ot_warmup_updates
+        self.solver_args = dict(
+            solver=str(ot_solver), beta=ot_beta, iters=ot_iters,
+            inner_iters=ot_inner_iters, gradient=str(ot_gradient),
+        )
+        self.num_updates = 0
+        follow_update_count(task, self)
+
+    def set_num_updates(self, num_updates):
+        self.num_updates = num_updates
+
+    def warmup_factor(self):
+        if self.ot_warmup_updates == 0:
+            return 1.0
+        return min(1.0, self.num_updates / self.ot_warmup_updates)
+
+    def forward(self, model, sample, reduce=True):
+        if not reduce:
+            raise ValueError("ot_seq adds per-sentence OT terms and needs reduce=True")
+        net_output = model(**sample["net_input"])
+        lprobs, target = self.get_lprobs_and_target(model, net_output, sample)
+        loss, nll_loss = label_smoothed_nll_loss(
+            lprobs, target, self.eps, ignore_index=self.padding_idx, reduce=True
+        )
+        batch_size = sample["target"].size(0)
+        lprobs = lprobs.view(batch_size, -1, lprobs.size(-1))
+        target = target.view(batch_size, -1)
+        logging_output = {}
+        if self.ot_weight > 0 or self.ot_copy_weight > 0:
+            pred, pred_mask = self.soft_predictions(model, lprobs, target)
+        factor = self.warmup_factor()
+        if self.ot_weight > 0:
+            ot_distance = self.reference_ot(model, pred, pred_mask, target)
+            loss = loss + factor * self.ot_weight * ot_distance.sum()
+            logging_output["ot_loss_sum"] = ot_distance.sum().data
+        if self.ot_copy_weight > 0:
+            copy_distance = self.copy_ot(model, pred, pred_mask, sample)
+            loss = loss + factor * self.ot_copy_weight * copy_distance.sum()
+            logging_output["ot_copy_loss_sum"] = copy_distance.sum().data
+
+        sample_size = batch_size if self.sentence_avg else sample["ntokens"]
+        logging_output.update(
+            loss=loss.data,
+            nll_loss=nll_loss.data,
+            ntokens=sample["ntokens"],
+            nsentences=batch_size,
+            sample_size=sample_size,
+        )
+        if self.report_accuracy:
+            n_correct, total = self.compute_accuracy(model, net_output, sample)
+            logging_output["n_correct"] = n_correct.item()
+            logging_output["total"] = total.item()
+        return loss, sample_size, logging_output
+
+    def embedding_matrix(self, model, part):
+        module = getattr(model, part, None)
+        weight = getattr(getattr(module, "embed_tokens", None), "weight", None)
+        if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+            raise ValueError(
+                f"ot_seq needs a model whose {part} has an `embed_tokens` embedding "
+                f"matrix; {type(module).__name__} of {type(model).__name__} has none"
+            )
+        return weight.detach() if self.ot_detach_embeddings else weight
+
+    def soft_predictions(self, model, lprobs, target):
+        embedding = self.embedding_matrix(model, "decoder")
+        if embedding.size(0) != lprobs.size(-1):
+            raise ValueError(
+                f"ot_seq: decoder embeddings cover {embedding.size(0)} types but the "
+                f"output distribution has {lprobs.size(-1)} (adaptive softmax?)"
+            )
+        return soft_embed(lprobs, embedding, self.ot_temperature), target.ne(self.padding_idx)
+
+    def reference_ot(self, model, pred, pred_mask, target):
+        reference = F.embedding(target, self.embedding_matrix(model, "decoder"))
+        return sequence_ot_distance(pred, pred_mask, reference, pred_mask, **self.solver_args)
+
+    def copy_ot(self, model, pred, pred_mask, sample):
+        src_tokens = sample["net_input"]["src_tokens"]
+        source = F.embedding(src_tokens, self.embedding_matrix(model, "encoder"))
+        if source.size(-1) != pred.size(-1):
+            raise ValueError(
+                f"--ot-copy-weight needs encoder and decoder embeddings of one size, "
+                f"got {source.size(-1)} and {pred.size(-1)}"
+            )
+        source_mask = src_tokens.ne(self.padding_idx)
+        return sequence_ot_distance(source, source_mask, pred, pred_mask, **self.solver_args)
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs) -> None:
+        super().reduce_metrics(logging_outputs)
+        nsentences = sum(log.get("nsentences", 0) for log in logging_outputs)
+        for name in ("ot_loss", "ot_copy_loss"):
+            if any(name + "_sum" in log for log in logging_outputs):
+                total = sum(log.get(name + "_sum", 0) for log in logging_outputs)
+                metrics.log_scalar(name, total / max(nsentences, 1), nsentences, round=4)
+
+
+def _require(condition, flag, expected, value):
+    if not condition:
+        raise ValueError(f"{flag} must be {expected}, got {value}")
