@@ -126,7 +126,10 @@ def _solve(name, cost, a, b, reg, iters, gradient, plan_fn) -> OTResult:
             # absorbs exactly; shifting to a zero minimum avoids overflow.
             shift = cost.masked_fill(~pair_valid, float("inf")).amin((1, 2), keepdim=True)
             shift = torch.where(torch.isfinite(shift), shift, 0.0).detach()
-            kernel = torch.exp(-(cost - shift) / reg)
+            # Padded pairs get a zero kernel: their cost was zeroed above, so
+            # exp(shift / reg) there can overflow to inf, and inf * 0 mass = NaN.
+            exponent = (-(cost - shift) / reg).masked_fill(~pair_valid, float("-inf"))
+            kernel = torch.exp(exponent)
             return plan_fn(kernel, a, b, row_valid, col_valid)
 
         if gradient == "envelope":

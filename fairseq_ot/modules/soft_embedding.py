@@ -22,9 +22,10 @@ def soft_embed(lprobs: Tensor, embedding: Tensor, temperature: float = 1.0) -> T
 
 def cosine_cost(x: Tensor, y: Tensor) -> Tensor:
     """1 - cos(x_i, y_j) for [B, n, d] and [B, m, d] -> [B, n, m] in float32."""
-    x = F.normalize(x.float(), dim=-1, eps=1e-8)
-    y = F.normalize(y.float(), dim=-1, eps=1e-8)
-    return 1.0 - torch.bmm(x, y.transpose(1, 2))
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x = F.normalize(x.float(), dim=-1, eps=1e-8)
+        y = F.normalize(y.float(), dim=-1, eps=1e-8)
+        return 1.0 - torch.bmm(x, y.transpose(1, 2))
 
 
 def sequence_ot_distance(
