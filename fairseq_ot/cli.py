@@ -1,34 +1,42 @@
 """Console scripts: fairseq's own command-line mains with the plugin imported,
 an alternative to passing `--user-dir`."""
 
+import importlib
+import logging
+import os
+import sys
+
 import fairseq_ot  # noqa: F401  (registers criterions, tasks and models)
 
 
-def train():
-    from fairseq_cli.train import cli_main
+def _run(cli_module):
+    # fairseq_cli modules set fairseq's log format with basicConfig when
+    # imported, a no-op once importing fairseq_ot has logged: set it here.
+    logging.basicConfig(
+        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        level=os.environ.get("LOGLEVEL", "INFO").upper(),
+        stream=sys.stdout,
+        force=True,
+    )
+    importlib.import_module(f"fairseq_cli.{cli_module}").cli_main()
 
-    cli_main()
+
+def train():
+    _run("train")
 
 
 def generate():
-    from fairseq_cli.generate import cli_main
-
-    cli_main()
+    _run("generate")
 
 
 def interactive():
-    from fairseq_cli.interactive import cli_main
-
-    cli_main()
+    _run("interactive")
 
 
 def validate():
-    from fairseq_cli.validate import cli_main
-
-    cli_main()
+    _run("validate")
 
 
 def hydra_train():
-    from fairseq_cli.hydra_train import cli_main
-
-    cli_main()
+    _run("hydra_train")
