@@ -3,6 +3,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
+from fairseq import options, tasks
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
 from fairseq_ot.toy_corpus import write_toy_corpus
 
@@ -43,3 +46,27 @@ def toy_data_bin(tmp_path_factory):
         "--joined-dictionary", "--workers", "1",
     )
     return data_bin
+
+
+def build(data_bin, *args, arch=TINY_TRANSFORMER):
+    """Task, model and criterion from fairseq-train flags, in-process."""
+    parser = options.get_training_parser()
+    parsed = options.parse_args_and_arch(parser, [
+        str(data_bin), "--user-dir", USER_DIR, "--task", "translation", "--cpu",
+        *arch, "--dropout", "0", "--seed", "3", *args,
+    ])
+    cfg = convert_namespace_to_omegaconf(parsed)
+    task = tasks.setup_task(cfg.task)
+    torch.manual_seed(3)
+    model = task.build_model(cfg.model)
+    criterion = task.build_criterion(cfg.criterion)
+    return task, model, criterion
+
+
+@pytest.fixture(scope="session")
+def batch(toy_data_bin):
+    """One padded validation batch of 12 sentences."""
+    task, _, _ = build(toy_data_bin, "--criterion", "label_smoothed_cross_entropy")
+    task.load_dataset("valid")
+    iterator = task.get_batch_iterator(task.dataset("valid"), max_sentences=12, seed=1)
+    return next(iter(iterator.next_epoch_itr(shuffle=False)))

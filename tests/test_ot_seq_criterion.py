@@ -7,35 +7,11 @@ import numpy as np
 import ot as pot
 import pytest
 import torch
-from fairseq import options, tasks
-from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-from conftest import TINY_TRANSFORMER, USER_DIR
+from conftest import build
 
 # Enough IPOT iterations that its distance is the exact OT distance.
 CONVERGED = ["--ot-iters", "400", "--ot-beta", "0.1"]
-
-
-def build(data_bin, *criterion_args):
-    parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, [
-        str(data_bin), "--user-dir", USER_DIR, "--task", "translation", "--cpu",
-        *TINY_TRANSFORMER, "--dropout", "0", "--seed", "3", *criterion_args,
-    ])
-    cfg = convert_namespace_to_omegaconf(args)
-    task = tasks.setup_task(cfg.task)
-    torch.manual_seed(3)
-    model = task.build_model(cfg.model)
-    criterion = task.build_criterion(cfg.criterion)
-    return task, model, criterion
-
-
-@pytest.fixture(scope="module")
-def batch(toy_data_bin):
-    task, _, _ = build(toy_data_bin, "--criterion", "label_smoothed_cross_entropy")
-    task.load_dataset("valid")
-    iterator = task.get_batch_iterator(task.dataset("valid"), max_sentences=12, seed=1)
-    return next(iter(iterator.next_epoch_itr(shuffle=False)))
 
 
 def loss_of(criterion, model, sample):

@@ -1,0 +1,189 @@
+from dataclasses import dataclass, field
+
+import torch
+from fairseq.criterions import register_criterion
+from fairseq.criterions.label_smoothed_cross_entropy import (
+    LabelSmoothedCrossEntropyCriterion,
+    LabelSmoothedCrossEntropyCriterionConfig,
+)
+from fairseq.dataclass import ChoiceEnum
+from fairseq.logging import metrics
+from fairseq.models import FairseqIncrementalDecoder
+
+from fairseq_ot.modules.schedules import (
+    SCHEDULES,
+    check_schedule,
+    teacher_forcing_probability,
+)
+from fairseq_ot.modules.token_prediction import PREDICTIONS, predict_tokens
+from fairseq_ot.modules.update_counter import follow_update_count
+
+MODES = ("two_pass", "stepwise")
+
+
+@dataclass
+class ScheduledSamplingCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
+    ss_mode: ChoiceEnum(MODES) = field(
+        default="two_pass",
+        metadata={"help": "two_pass: teacher-forced pass without grad, its shifted "
+                  "predictions mixed into the inputs of a second pass (Transformers); "
+                  "stepwise: the prefix built token by token from the model's outputs "
+                  "on the mixed prefix (Bengio et al.; RNNs; needs incremental decoding)"},
+    )
+    ss_prediction: ChoiceEnum(PREDICTIONS) = field(
+        default="sample",
+        metadata={"help": "a replaced input is sampled from the model's distribution or its argmax"},
+    )
+    ss_schedule: ChoiceEnum(SCHEDULES) = field(
+        default="inverse_sigmoid",
+        metadata={"help": "teacher-forcing probability eps over updates i: constant k, "
+                  "linear k - c i, exponential k^i, inverse_sigmoid k / (k + exp(i / k))"},
+    )
+    ss_k: float = field(
+        default=2000.0,
+        metadata={"help": "k of the schedule (constant/linear: in [0, 1]; exponential: "
+                  "in (0, 1); inverse_sigmoid: >= 1, eps = 0.5 at i = k ln k)"},
+    )
+    ss_c: float = field(default=0.0, metadata={"help": "slope c of the linear schedule"})
+    ss_min: float = field(
+        default=0.0, metadata={"help": "floor eps_min of the teacher-forcing probability"}
+    )
+    ss_warmup_updates: int = field(
+        default=0, metadata={"help": "pure teacher forcing for this many updates first"}
+    )
+
+
+@register_criterion("scheduled_sampling", dataclass=ScheduledSamplingCriterionConfig)
+class ScheduledSamplingCriterion(LabelSmoothedCrossEntropyCriterion):
+    """Label-smoothed NLL of the gold target given a mixed prefix,
+
+        loss = sum_t LS-NLL(y_t | z_<t, x),  z_t = y_t with probability eps_i,
+                                                  else y_hat_t ~ model
+
+    with a coin per token and sentence and eps_i from a schedule over the update
+    number i (Bengio et al., NeurIPS 2015, "Scheduled Sampling for Sequence
+    Prediction with Recurrent Neural Networks"; two-pass form for Transformers:
+    Mihaylova & Martins, ACL SRW 2019). Validation stays teacher-forced."""
+
+    def __init__(
+        self,
+        task,
+        sentence_avg,
+        label_smoothing,
+        ss_mode,
+        ss_prediction,
+        ss_schedule,
+        ss_k,
+        ss_c,
+        ss_min,
+        ss_warmup_updates,
+        ignore_prefix_size=0,
+        report_accuracy=False,
+    ):
+        super().__init__(
+            task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy
+        )
+        check_schedule(str(ss_schedule), ss_k, ss_c, ss_min, ss_warmup_updates)
+        self.mode = str(ss_mode)
+        self.prediction = str(ss_prediction)
+        self.schedule = dict(
+            schedule=str(ss_schedule), k=ss_k, c=ss_c, eps_min=ss_min,
+            warmup_updates=ss_warmup_updates,
+        )
+        dictionary = task.target_dictionary if task is not None else None
+        self.banned = (self.padding_idx,) + ((dictionary.bos(),) if dictionary else ())
+        self.num_updates = 0
+        follow_update_count(task, self)
+
+    def set_num_updates(self, num_updates):
+        self.num_updates = num_updates
+
+    def teacher_forcing_probability(self):
+        return teacher_forcing_probability(update_num=self.num_updates, **self.schedule)
+
+    def forward(self, model, sample, reduce=True):
+        eps = self.teacher_forcing_probability() if model.training else 1.0
+        net_input = sample["net_input"]
+        gold = net_input["prev_output_tokens"]
+        if eps >= 1.0:
+            net_output, replaced = model(**net_input), 0
+        elif self.mode == "two_pass":
+            mixed, coins = self.two_pass_inputs(model, net_input, eps)
+            net_output = model(**dict(net_input, prev_output_tokens=mixed))
+            replaced = coins.sum().item()
+        else:
+            net_output, mixed, coins = self.stepwise_forward(model, net_input, eps)
+            replaced = coins.sum().item()
+        loss, nll_loss = self.compute_loss(model, net_output, sample, reduce=reduce)
+        nsentences = sample["target"].size(0)
+        sample_size = nsentences if self.sentence_avg else sample["ntokens"]
+        logging_output = {
+            "loss": loss.data,
+            "nll_loss": nll_loss.data,
+            "ntokens": sample["ntokens"],
+            "nsentences": nsentences,
+            "sample_size": sample_size,
+            "ss_eps_sum": eps * nsentences,
+            "ss_replaced": replaced,
+            "ss_inputs": gold[:, 1:].ne(self.padding_idx).sum().item(),
+        }
+        if self.report_accuracy:
+            n_correct, total = self.compute_accuracy(model, net_output, sample)
+            logging_output["n_correct"] = n_correct.item()
+            logging_output["total"] = total.item()
+        return loss, sample_size, logging_output
+
+    def replacement_coins(self, gold, eps):
+        """Per token and sentence: True where the gold input is replaced. The
+        first input (EOS, fairseq's BOS) and padding are never replaced."""
+        coins = torch.rand(gold.shape, device=gold.device) >= eps
+        coins[:, 0] = False
+        return coins & gold.ne(self.padding_idx)
+
+    def two_pass_inputs(self, model, net_input, eps):
+        gold = net_input["prev_output_tokens"]
+        with torch.no_grad():
+            logits = model(**net_input)[0]
+        # the output at position t predicts y_t, which is the input at t + 1
+        predictions = predict_tokens(logits[:, :-1], self.prediction, self.banned)
+        coins = self.replacement_coins(gold, eps)
+        mixed = gold.clone()
+        mixed[:, 1:] = torch.where(coins[:, 1:], predictions, gold[:, 1:])
+        return mixed, coins
+
+    def stepwise_forward(self, model, net_input, eps):
+        decoder = model.decoder
+        if not isinstance(decoder, FairseqIncrementalDecoder):
+            raise ValueError(
+                f"--ss-mode stepwise needs an incremental decoder; "
+                f"{type(decoder).__name__} is not one: use --ss-mode two_pass"
+            )
+        gold = net_input["prev_output_tokens"]
+        encoder_out = model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
+        coins = self.replacement_coins(gold, eps)
+        mixed = gold.clone()
+        incremental_state = {}
+        step_outputs = []
+        for t in range(gold.size(1)):
+            # a copy: embeddings keep their input indices for backward, and
+            # `mixed` is written further on
+            logits, extra = decoder(
+                mixed[:, : t + 1].clone(), encoder_out=encoder_out,
+                incremental_state=incremental_state,
+            )
+            step_outputs.append(logits)
+            if t + 1 < gold.size(1):
+                prediction = predict_tokens(logits[:, -1], self.prediction, self.banned)
+                mixed[:, t + 1] = torch.where(coins[:, t + 1], prediction, gold[:, t + 1])
+        return (torch.cat(step_outputs, dim=1), extra), mixed, coins
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs) -> None:
+        super().reduce_metrics(logging_outputs)
+        total = lambda key: sum(log.get(key, 0) for log in logging_outputs)  # noqa: E731
+        nsentences = total("nsentences")
+        if nsentences > 0:
+            metrics.log_scalar("ss_eps", total("ss_eps_sum") / nsentences, nsentences, round=4)
+        inputs = total("ss_inputs")
+        if inputs > 0:
+            metrics.log_scalar("ss_replaced", total("ss_replaced") / inputs, inputs, round=4)
