@@ -15,7 +15,7 @@ setup(
         "subword-nmt",
         "sacrebleu>=2",
     ],
-    extras_require={"dev": ["pytest", "POT"]},
+    extras_require={"dev": ["pytest", "POT", "matplotlib"]},
     entry_points={
         "console_scripts": [
             "fairseq-ot-train = fairseq_ot.cli:train",
