@@ -1,0 +1,208 @@
+import math
+from dataclasses import dataclass, field
+
+import torch
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
+from fairseq.dataclass import FairseqDataclass
+from fairseq.logging import metrics
+from omegaconf import II
+
+from fairseq_ot.models.generator_mediator import GeneratorMediatorModel
+from fairseq_ot.modules.divergences import (
+    js_pi_terms,
+    masked_log_softmax,
+    stepwise_kl,
+    token_log_probs,
+)
+from fairseq_ot.modules.sampling import ancestral_sample, evaluation_mode
+from fairseq_ot.modules.update_counter import follow_update_count
+from fairseq_ot.tasks.mediator import MediatorTaskMixin
+
+
+@dataclass
+class CotCriterionConfig(FairseqDataclass):
+    cot_max_len_a: float = field(
+        default=1.2, metadata={"help": "samples are at most a * source length + b tokens "
+                               "(language models: b tokens)"}
+    )
+    cot_max_len_b: int = field(default=10, metadata={"help": "see --cot-max-len-a"})
+    cot_samples_per_source: int = field(
+        default=1, metadata={"help": "generator samples drawn per source sentence (per "
+                             "data sequence for language models) at each update"}
+    )
+    cot_mediator_steps: int = field(
+        default=1, metadata={"help": "mediator updates per generator update: the "
+                             "generator term is added every this many updates"}
+    )
+    sentence_avg: bool = II("optimization.sentence_avg")
+
+
+class MediatorObjective(FairseqCriterion):
+    """Shared machinery of `cot` and the mediator mode of `gjs`: the mediator
+    learns the mixture M = pi P_data + (1 - pi) G by weighted NLL on data and on
+    generator samples; the generator minimizes 2 (1 - pi) KL[G||M] along its
+    own samples, sum_t pi_g^T (log pi_g - log pi_m) with pi_m detached."""
+
+    def __init__(self, task, sentence_avg, pi, cot_max_len_a, cot_max_len_b,
+                 cot_samples_per_source, cot_mediator_steps):
+        super().__init__(task)
+        if not isinstance(task, MediatorTaskMixin):
+            raise ValueError(
+                f"this criterion needs a generator and a mediator: use --task "
+                f"mediator_translation or mediator_language_modeling, not "
+                f"{type(task).__name__}"
+            )
+        _require(cot_max_len_a >= 0, "--cot-max-len-a", ">= 0", cot_max_len_a)
+        _require(cot_max_len_b >= 0, "--cot-max-len-b", ">= 0", cot_max_len_b)
+        _require(cot_max_len_a > 0 or cot_max_len_b >= 1, "--cot-max-len-b",
+                 ">= 1 when --cot-max-len-a is 0", cot_max_len_b)
+        _require(cot_samples_per_source >= 1, "--cot-samples-per-source", ">= 1",
+                 cot_samples_per_source)
+        _require(cot_mediator_steps >= 1, "--cot-mediator-steps", ">= 1", cot_mediator_steps)
+        self.sentence_avg = sentence_avg
+        self.pi = pi
+        self.max_len_a, self.max_len_b = cot_max_len_a, cot_max_len_b
+        self.samples_per_source = cot_samples_per_source
+        self.mediator_steps = cot_mediator_steps
+        dictionary = task.target_dictionary
+        self.eos = dictionary.eos()
+        self.banned = (dictionary.pad(), dictionary.bos())
+        self.num_updates = 0
+        follow_update_count(task, self)
+
+    def set_num_updates(self, num_updates):
+        self.num_updates = num_updates
+
+    def forward(self, model, sample, reduce=True):
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            raise ValueError("cot/gjs run several forwards per update: use --ddp-backend legacy_ddp")
+        if not isinstance(getattr(model, "module", model), GeneratorMediatorModel):
+            raise ValueError("this criterion needs the model of a mediator task")
+        generator, mediator = model.generator, model.mediator
+        data_input, data_target = sample["net_input"], sample["target"]
+        data_mask = data_target.ne(self.padding_idx)
+
+        samples, forced = self.draw_samples(generator, data_input, data_target.size(0))
+        sample_input = self.teacher_forcing_input(data_input, samples)
+        sample_mask = samples.ne(self.padding_idx)
+
+        mediator_data = masked_log_softmax(mediator(**data_input)[0], self.banned)
+        mediator_samples = masked_log_softmax(mediator(**sample_input)[0], self.banned)
+        generator_samples = masked_log_softmax(generator(**sample_input)[0], self.banned)
+        with torch.no_grad():
+            generator_data = masked_log_softmax(generator(**data_input)[0], self.banned)
+
+        mediator_nll_data = -token_log_probs(mediator_data, data_target, data_mask)
+        mediator_nll_samples = -token_log_probs(mediator_samples, samples, sample_mask)
+        # forced EOS is not a draw from G: no KL at those positions
+        kl = stepwise_kl(generator_samples, mediator_samples.detach(), sample_mask & ~forced)
+        mediator_loss = self.pi * mediator_nll_data.sum() + (1 - self.pi) * mediator_nll_samples.sum()
+        generator_weight = 2 * (1 - self.pi) if self.is_generator_update(model) else 0.0
+        loss = mediator_loss + generator_weight * kl.sum()
+
+        generator_nll_data = -token_log_probs(generator_data, data_target, data_mask)
+        with torch.no_grad():
+            js_data, js_samples = js_pi_terms(
+                -generator_nll_data, -mediator_nll_data,
+                token_log_probs(generator_samples, samples, sample_mask & ~forced),
+                token_log_probs(mediator_samples, samples, sample_mask & ~forced),
+                self.pi,
+            )
+        nsentences = data_target.size(0)
+        sample_size = nsentences if self.sentence_avg else sample["ntokens"]
+        logging_output = {
+            # validation reports the generator's NLL, the quantity to select on
+            "loss": (loss if model.training else generator_nll_data.sum()).data,
+            "nll_loss": generator_nll_data.sum().data,
+            "ntokens": sample["ntokens"],
+            "nsentences": nsentences,
+            "sample_size": sample_size,
+            "cot_samples": samples.size(0),
+            "cot_sample_tokens": sample_mask.sum().item(),
+            "cot_generator_kl_sum": kl.sum().data,
+            "cot_mediator_nll_data_sum": mediator_nll_data.sum().data,
+            "cot_mediator_nll_samples_sum": mediator_nll_samples.sum().data,
+            "cot_js_data_sum": js_data.sum().data,
+            "cot_js_samples_sum": js_samples.sum().data,
+        }
+        return loss, sample_size, logging_output
+
+    def is_generator_update(self, model):
+        return not model.training or self.num_updates % self.mediator_steps == 0
+
+    def draw_samples(self, generator, data_input, batch_size):
+        copies = self.samples_per_source
+        if "prev_output_tokens" in data_input:  # encoder-decoder: condition on the source
+            order = torch.arange(batch_size, device=data_input["src_tokens"].device)
+            order = order.repeat_interleave(copies)
+            encoder_input = {key: data_input[key].index_select(0, order)
+                             for key in ("src_tokens", "src_lengths")}
+            limits = (self.max_len_a * encoder_input["src_lengths"].float() + self.max_len_b)
+            limits = limits.long().clamp(min=1)
+        else:
+            encoder_input = None
+            limits = torch.full((batch_size * copies,), self.max_len_b, dtype=torch.long,
+                                device=data_input["src_tokens"].device)
+        with torch.no_grad(), evaluation_mode(generator):
+            return ancestral_sample(generator, limits, self.eos, self.padding_idx,
+                                    self.banned, encoder_input)
+
+    def teacher_forcing_input(self, data_input, samples):
+        """The net_input that feeds `samples` as gold targets: shifted right
+        behind EOS, as fairseq's datasets build prev_output_tokens."""
+        shifted = torch.cat([torch.full_like(samples[:, :1], self.eos), samples[:, :-1]], 1)
+        lengths = samples.ne(self.padding_idx).sum(1)
+        if "prev_output_tokens" not in data_input:  # language model
+            return {"src_tokens": shifted, "src_lengths": lengths}
+        order = torch.arange(data_input["src_tokens"].size(0), device=samples.device)
+        order = order.repeat_interleave(self.samples_per_source)
+        return {
+            "src_tokens": data_input["src_tokens"].index_select(0, order),
+            "src_lengths": data_input["src_lengths"].index_select(0, order),
+            "prev_output_tokens": shifted,
+        }
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs) -> None:
+        LabelSmoothedCrossEntropyCriterion.reduce_metrics(logging_outputs)
+        total = lambda key: sum(float(log.get(key, 0)) for log in logging_outputs)  # noqa: E731
+        ntokens, nsentences = total("ntokens"), total("nsentences")
+        samples, sample_tokens = total("cot_samples"), total("cot_sample_tokens")
+        if nsentences == 0 or samples == 0:
+            return
+        metrics.log_scalar("generator_kl", total("cot_generator_kl_sum") / samples, samples, round=4)
+        metrics.log_scalar("mediator_nll_data", total("cot_mediator_nll_data_sum") / ntokens / math.log(2),
+                           ntokens, round=4)
+        if sample_tokens > 0:
+            metrics.log_scalar("mediator_nll_samples",
+                               total("cot_mediator_nll_samples_sum") / sample_tokens / math.log(2),
+                               sample_tokens, round=4)
+        metrics.log_scalar("jsd", total("cot_js_data_sum") / nsentences
+                           + total("cot_js_samples_sum") / samples, nsentences, round=4)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True
+
+
+@register_criterion("cot", dataclass=CotCriterionConfig)
+class CotCriterion(MediatorObjective):
+    """Cooperative training (Lu et al., ICML 2019, "CoT: Cooperative Training
+    for Generative Modeling of Discrete Data"):
+
+        J_m = 1/2 (E_data[-log M(s)] + E_{s~G}[-log M(s)])
+        J_g = E_{s~G} sum_t pi_g(s_<t)^T (log pi_g(s_<t) - log pi_m(s_<t))
+
+    one backward of J_g + J_m trains both (disjoint parameters, cross terms
+    detached); the logged `jsd` is the mediator's estimate of JSD(data || G)."""
+
+    def __init__(self, task, sentence_avg, cot_max_len_a, cot_max_len_b,
+                 cot_samples_per_source, cot_mediator_steps):
+        super().__init__(task, sentence_avg, 0.5, cot_max_len_a, cot_max_len_b,
+                         cot_samples_per_source, cot_mediator_steps)
+
+
+def _require(condition, flag, expected, value):
+    if not condition:
+        raise ValueError(f"{flag} must be {expected}, got {value}")

@@ -1,0 +1,50 @@
+"""Ancestral sampling from fairseq decoders, batched, with incremental state."""
+
+import contextlib
+
+import torch
+from torch import Tensor
+
+from fairseq_ot.modules.token_prediction import predict_tokens
+
+
+@contextlib.contextmanager
+def evaluation_mode(module):
+    """Dropout off while sampling, the module's own mode restored after."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+def ancestral_sample(model, length_limits: Tensor, eos: int, pad: int, banned=(), encoder_input=None):
+    """Sample one sequence per entry of `length_limits` [B] (maximum number of
+    tokens, EOS included) from a fairseq encoder-decoder (`encoder_input` =
+    dict(src_tokens, src_lengths), one row per sample) or language model.
+
+    Returns tokens [B, L] (the sampled targets, EOS-terminated, right-padded)
+    and a mask [B, L] of the positions where EOS was forced by the length
+    limit rather than sampled."""
+    encoder_out = None
+    if encoder_input is not None:
+        encoder_out = model.encoder(encoder_input["src_tokens"], src_lengths=encoder_input["src_lengths"])
+    batch_size = length_limits.size(0)
+    device = length_limits.device
+    prefix = torch.full((batch_size, 1), eos, dtype=torch.long, device=device)
+    finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
+    forced = torch.zeros(batch_size, 0, dtype=torch.bool, device=device)
+    incremental_state = {}
+    for step in range(int(length_limits.max())):
+        logits = model.decoder(prefix, encoder_out=encoder_out, incremental_state=incremental_state)[0]
+        token = predict_tokens(logits[:, -1], "sample", banned)
+        at_limit = ~finished & (length_limits == step + 1) & token.ne(eos)
+        token = torch.where(at_limit, eos, token)
+        token = torch.where(finished, pad, token)
+        prefix = torch.cat([prefix, token.unsqueeze(1)], dim=1)
+        forced = torch.cat([forced, at_limit.unsqueeze(1)], dim=1)
+        finished |= token.eq(eos)
+        if bool(finished.all()):
+            break
+    return prefix[:, 1:], forced
