@@ -48,11 +48,11 @@ def toy_data_bin(tmp_path_factory):
     return data_bin
 
 
-def build(data_bin, *args, arch=TINY_TRANSFORMER):
+def build(data_bin, *args, arch=TINY_TRANSFORMER, task="translation"):
     """Task, model and criterion from fairseq-train flags, in-process."""
     parser = options.get_training_parser()
     parsed = options.parse_args_and_arch(parser, [
-        str(data_bin), "--user-dir", USER_DIR, "--task", "translation", "--cpu",
+        str(data_bin), "--user-dir", USER_DIR, "--task", task, "--cpu",
         *arch, "--dropout", "0", "--seed", "3", *args,
     ])
     cfg = convert_namespace_to_omegaconf(parsed)
@@ -70,3 +70,18 @@ def batch(toy_data_bin):
     task.load_dataset("valid")
     iterator = task.get_batch_iterator(task.dataset("valid"), max_sentences=12, seed=1)
     return next(iter(iterator.next_epoch_itr(shuffle=False)))
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_data_bin(tmp_path_factory):
+    """Language-model data over three words, small enough to enumerate."""
+    root = tmp_path_factory.mktemp("tiny_lm")
+    lines = ["a", "b c", "c a", "a a", "b", "c b"] * 20
+    for split in ("train", "valid"):
+        (root / f"{split}.txt").write_text("".join(line + "\n" for line in lines))
+    data_bin = root / "data-bin"
+    run_cli(
+        "fairseq-preprocess", "--only-source", "--trainpref", root / "train.txt",
+        "--validpref", root / "valid.txt", "--destdir", data_bin, "--workers", "1",
+    )
+    return data_bin

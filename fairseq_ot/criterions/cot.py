@@ -79,36 +79,20 @@ class MediatorObjective(FairseqCriterion):
             raise ValueError("cot/gjs run several forwards per update: use --ddp-backend legacy_ddp")
         if not isinstance(getattr(model, "module", model), GeneratorMediatorModel):
             raise ValueError("this criterion needs the model of a mediator task")
-        generator, mediator = model.generator, model.mediator
         data_input, data_target = sample["net_input"], sample["target"]
-        data_mask = data_target.ne(self.padding_idx)
-
-        samples, forced = self.draw_samples(generator, data_input, data_target.size(0))
-        sample_input = self.teacher_forcing_input(data_input, samples)
-        sample_mask = samples.ne(self.padding_idx)
-
-        mediator_data = masked_log_softmax(mediator(**data_input)[0], self.banned)
-        mediator_samples = masked_log_softmax(mediator(**sample_input)[0], self.banned)
-        generator_samples = masked_log_softmax(generator(**sample_input)[0], self.banned)
-        with torch.no_grad():
-            generator_data = masked_log_softmax(generator(**data_input)[0], self.banned)
-
-        mediator_nll_data = -token_log_probs(mediator_data, data_target, data_mask)
-        mediator_nll_samples = -token_log_probs(mediator_samples, samples, sample_mask)
-        # forced EOS is not a draw from G: no KL at those positions
-        kl = stepwise_kl(generator_samples, mediator_samples.detach(), sample_mask & ~forced)
-        mediator_loss = self.pi * mediator_nll_data.sum() + (1 - self.pi) * mediator_nll_samples.sum()
+        samples, forced = self.draw_samples(model.generator, data_input, data_target.size(0))
+        terms = self.sequence_terms(model.generator, model.mediator, data_input, data_target,
+                                    samples, forced)
+        mediator_loss = (self.pi * terms["mediator_nll_data"].sum()
+                         + (1 - self.pi) * terms["mediator_nll_samples"].sum())
         generator_weight = 2 * (1 - self.pi) if self.is_generator_update(model) else 0.0
-        loss = mediator_loss + generator_weight * kl.sum()
-
-        generator_nll_data = -token_log_probs(generator_data, data_target, data_mask)
+        loss = mediator_loss + generator_weight * terms["generator_kl"].sum()
         with torch.no_grad():
             js_data, js_samples = js_pi_terms(
-                -generator_nll_data, -mediator_nll_data,
-                token_log_probs(generator_samples, samples, sample_mask & ~forced),
-                token_log_probs(mediator_samples, samples, sample_mask & ~forced),
-                self.pi,
+                -terms["generator_nll_data"], -terms["mediator_nll_data"],
+                terms["generator_log_prob_samples"], terms["mediator_log_prob_samples"], self.pi,
             )
+        generator_nll_data = terms["generator_nll_data"]
         nsentences = data_target.size(0)
         sample_size = nsentences if self.sentence_avg else sample["ntokens"]
         logging_output = {
@@ -119,14 +103,37 @@ class MediatorObjective(FairseqCriterion):
             "nsentences": nsentences,
             "sample_size": sample_size,
             "cot_samples": samples.size(0),
-            "cot_sample_tokens": sample_mask.sum().item(),
-            "cot_generator_kl_sum": kl.sum().data,
-            "cot_mediator_nll_data_sum": mediator_nll_data.sum().data,
-            "cot_mediator_nll_samples_sum": mediator_nll_samples.sum().data,
+            "cot_sample_tokens": samples.ne(self.padding_idx).sum().item(),
+            "cot_generator_kl_sum": terms["generator_kl"].sum().data,
+            "cot_mediator_nll_data_sum": terms["mediator_nll_data"].sum().data,
+            "cot_mediator_nll_samples_sum": terms["mediator_nll_samples"].sum().data,
             "cot_js_data_sum": js_data.sum().data,
             "cot_js_samples_sum": js_samples.sum().data,
         }
         return loss, sample_size, logging_output
+
+    def sequence_terms(self, generator, mediator, data_input, data_target, samples, forced):
+        """Per-sequence terms [B] and [S]: mediator NLL of data and samples,
+        the generator's stepwise KL to the (detached) mediator along its
+        samples, and log-probabilities for the JS estimate."""
+        data_mask = data_target.ne(self.padding_idx)
+        sample_input = self.teacher_forcing_input(data_input, samples)
+        sample_mask = samples.ne(self.padding_idx)
+        drawn = sample_mask & ~forced  # forced EOS is not a draw from G
+
+        mediator_data = masked_log_softmax(mediator(**data_input)[0], self.banned)
+        mediator_samples = masked_log_softmax(mediator(**sample_input)[0], self.banned)
+        generator_samples = masked_log_softmax(generator(**sample_input)[0], self.banned)
+        with torch.no_grad():
+            generator_data = masked_log_softmax(generator(**data_input)[0], self.banned)
+        return {
+            "mediator_nll_data": -token_log_probs(mediator_data, data_target, data_mask),
+            "mediator_nll_samples": -token_log_probs(mediator_samples, samples, sample_mask),
+            "generator_kl": stepwise_kl(generator_samples, mediator_samples.detach(), drawn),
+            "generator_nll_data": -token_log_probs(generator_data, data_target, data_mask),
+            "generator_log_prob_samples": token_log_probs(generator_samples.detach(), samples, drawn),
+            "mediator_log_prob_samples": token_log_probs(mediator_samples.detach(), samples, drawn),
+        }
 
     def is_generator_update(self, model):
         return not model.training or self.num_updates % self.mediator_steps == 0

@@ -25,8 +25,8 @@ def ancestral_sample(model, length_limits: Tensor, eos: int, pad: int, banned=()
     dict(src_tokens, src_lengths), one row per sample) or language model.
 
     Returns tokens [B, L] (the sampled targets, EOS-terminated, right-padded)
-    and a mask [B, L] of the positions where EOS was forced by the length
-    limit rather than sampled."""
+    and a mask [B, L] of the positions where the length limit put EOS: these
+    tokens are not draws from the model."""
     encoder_out = None
     if encoder_input is not None:
         encoder_out = model.encoder(encoder_input["src_tokens"], src_lengths=encoder_input["src_lengths"])
@@ -39,7 +39,8 @@ def ancestral_sample(model, length_limits: Tensor, eos: int, pad: int, banned=()
     for step in range(int(length_limits.max())):
         logits = model.decoder(prefix, encoder_out=encoder_out, incremental_state=incremental_state)[0]
         token = predict_tokens(logits[:, -1], "sample", banned)
-        at_limit = ~finished & (length_limits == step + 1) & token.ne(eos)
+        # the last allowed position ends the sequence whatever was drawn there
+        at_limit = ~finished & (length_limits == step + 1)
         token = torch.where(at_limit, eos, token)
         token = torch.where(finished, pad, token)
         prefix = torch.cat([prefix, token.unsqueeze(1)], dim=1)
