@@ -16,6 +16,8 @@ from omegaconf import OmegaConf
 
 from fairseq_ot.models.generator_mediator import GeneratorMediatorModel
 
+MEDIATOR_ARGS = "mediator_model_args"
+
 
 @dataclass
 class MediatorConfig:
@@ -49,7 +51,7 @@ def mediator_model_args(cfg, generator_cfg):
     if isinstance(generator_cfg, argparse.Namespace):
         base = dict(vars(generator_cfg))
     else:
-        base = OmegaConf.to_container(generator_cfg, resolve=True)
+        base = OmegaConf.to_container(generator_cfg, resolve=True, enum_to_str=True)
     generator_arch = base.pop("arch", None) or base.pop("_name")
     base.pop("_name", None)
     arch = cfg.mediator_arch or generator_arch
@@ -82,8 +84,15 @@ class MediatorTaskMixin:
 
     def build_model(self, cfg, from_checkpoint=False):
         generator = super().build_model(cfg, from_checkpoint)
-        task_cfg = getattr(self, "cfg", None) or self.args  # legacy tasks keep args
-        mediator = models.build_model(mediator_model_args(task_cfg, cfg), self)
+        # Kept in the task state, which checkpoints save and fairseq restores
+        # before building the model: fairseq-generate rebuilds the trained
+        # mediator without being given the mediator flags again.
+        if MEDIATOR_ARGS not in self.state.state_dict:
+            task_cfg = getattr(self, "cfg", None) or self.args  # legacy tasks keep args
+            args = vars(mediator_model_args(task_cfg, cfg))
+            self.state.merge_state_dict({MEDIATOR_ARGS: args})
+        mediator_args = argparse.Namespace(**self.state.state_dict[MEDIATOR_ARGS])
+        mediator = models.build_model(mediator_args, self)
         return GeneratorMediatorModel(generator, mediator)
 
     def build_generator(self, models, args, **kwargs):
