@@ -15,7 +15,7 @@ from fairseq_ot.modules.divergences import (
     stepwise_kl,
     token_log_probs,
 )
-from fairseq_ot.modules.sampling import ancestral_sample, evaluation_mode
+from fairseq_ot.modules.sampling import ancestral_sample, decoder_input_key, evaluation_mode
 from fairseq_ot.modules.update_counter import follow_update_count
 from fairseq_ot.tasks.mediator import MediatorTaskMixin
 
@@ -140,7 +140,7 @@ class MediatorObjective(FairseqCriterion):
 
     def draw_samples(self, generator, data_input, batch_size):
         copies = self.samples_per_source
-        if "prev_output_tokens" in data_input:  # encoder-decoder: condition on the source
+        if decoder_input_key(data_input) == "prev_output_tokens":  # condition on the source
             order = torch.arange(batch_size, device=data_input["src_tokens"].device)
             order = order.repeat_interleave(copies)
             encoder_input = {key: data_input[key].index_select(0, order)
@@ -160,7 +160,7 @@ class MediatorObjective(FairseqCriterion):
         behind EOS, as fairseq's datasets build prev_output_tokens."""
         shifted = torch.cat([torch.full_like(samples[:, :1], self.eos), samples[:, :-1]], 1)
         lengths = samples.ne(self.padding_idx).sum(1)
-        if "prev_output_tokens" not in data_input:  # language model
+        if decoder_input_key(data_input) == "src_tokens":  # language model
             return {"src_tokens": shifted, "src_lengths": lengths}
         order = torch.arange(data_input["src_tokens"].size(0), device=samples.device)
         order = order.repeat_interleave(self.samples_per_source)

@@ -10,6 +10,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 from fairseq.models import FairseqIncrementalDecoder
 
+from fairseq_ot.modules.sampling import decoder_input_key
 from fairseq_ot.modules.schedules import (
     SCHEDULES,
     check_schedule,
@@ -104,12 +105,12 @@ class ScheduledSamplingCriterion(LabelSmoothedCrossEntropyCriterion):
     def forward(self, model, sample, reduce=True):
         eps = self.teacher_forcing_probability() if model.training else 1.0
         net_input = sample["net_input"]
-        gold = net_input["prev_output_tokens"]
+        gold = net_input[decoder_input_key(net_input)]
         if eps >= 1.0:
             net_output, replaced = model(**net_input), 0
         elif self.mode == "two_pass":
             mixed, coins = self.two_pass_inputs(model, net_input, eps)
-            net_output = model(**dict(net_input, prev_output_tokens=mixed))
+            net_output = model(**{**net_input, decoder_input_key(net_input): mixed})
             replaced = coins.sum().item()
         else:
             net_output, mixed, coins = self.stepwise_forward(model, net_input, eps)
@@ -141,7 +142,7 @@ class ScheduledSamplingCriterion(LabelSmoothedCrossEntropyCriterion):
         return coins & gold.ne(self.padding_idx)
 
     def two_pass_inputs(self, model, net_input, eps):
-        gold = net_input["prev_output_tokens"]
+        gold = net_input[decoder_input_key(net_input)]
         with torch.no_grad():
             logits = model(**net_input)[0]
         # the output at position t predicts y_t, which is the input at t + 1
@@ -158,8 +159,11 @@ class ScheduledSamplingCriterion(LabelSmoothedCrossEntropyCriterion):
                 f"--ss-mode stepwise needs an incremental decoder; "
                 f"{type(decoder).__name__} is not one: use --ss-mode two_pass"
             )
-        gold = net_input["prev_output_tokens"]
-        encoder_out = model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
+        key = decoder_input_key(net_input)
+        gold = net_input[key]
+        encoder_out = None
+        if key == "prev_output_tokens":
+            encoder_out = model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
         coins = self.replacement_coins(gold, eps)
         mixed = gold.clone()
         incremental_state = {}

@@ -8,6 +8,12 @@ from torch import Tensor
 from fairseq_ot.modules.token_prediction import predict_tokens
 
 
+def decoder_input_key(net_input):
+    """Where a sample's decoder inputs are: encoder-decoders read
+    prev_output_tokens, fairseq language models src_tokens."""
+    return "prev_output_tokens" if "prev_output_tokens" in net_input else "src_tokens"
+
+
 @contextlib.contextmanager
 def evaluation_mode(module):
     """Dropout off while sampling, the module's own mode restored after."""
