@@ -75,10 +75,7 @@ class MediatorObjective(FairseqCriterion):
         self.num_updates = num_updates
 
     def forward(self, model, sample, reduce=True):
-        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
-            raise ValueError("cot/gjs run several forwards per update: use --ddp-backend legacy_ddp")
-        if not isinstance(getattr(model, "module", model), GeneratorMediatorModel):
-            raise ValueError("this criterion needs the model of a mediator task")
+        check_wrapped_model(model)
         data_input, data_target = sample["net_input"], sample["target"]
         samples, forced = self.draw_samples(model.generator, data_input, data_target.size(0))
         terms = self.sequence_terms(model.generator, model.mediator, data_input, data_target,
@@ -208,6 +205,18 @@ class CotCriterion(MediatorObjective):
                  cot_samples_per_source, cot_mediator_steps):
         super().__init__(task, sentence_avg, 0.5, cot_max_len_a, cot_max_len_b,
                          cot_samples_per_source, cot_mediator_steps)
+
+
+def check_wrapped_model(model):
+    """The model under fairseq's distributed wrappers must be a generator and
+    mediator, and no wrapper may be PyTorch's DDP, which refuses the several
+    forwards per update that the criterion runs."""
+    while hasattr(model, "module"):
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            raise ValueError("cot/gjs run several forwards per update: use --ddp-backend legacy_ddp")
+        model = model.module
+    if not isinstance(model, GeneratorMediatorModel):
+        raise ValueError("this criterion needs the model of a mediator task")
 
 
 def _require(condition, flag, expected, value):
