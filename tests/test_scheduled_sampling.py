@@ -194,3 +194,18 @@ def test_fairseq_train_schedule_continues_after_resume(toy_data_bin, tmp_path, a
     # the record of update n is trained with the count n - 1 the trainer passes
     for n, eps in first + resumed:
         assert math.isclose(eps, 1 - 0.01 * (n - 1), abs_tol=1e-4), (n, eps)
+
+
+def test_sampled_predictions_follow_the_softmax_without_banned_tokens():
+    from fairseq_ot.modules.token_prediction import predict_tokens
+
+    torch.manual_seed(0)
+    logits = torch.tensor([0.5, 2.0, -1.0, 1.0, 0.0])
+    draws = predict_tokens(logits.expand(40000, 5), "sample", banned=(1,))
+    probabilities = torch.softmax(logits.index_fill(0, torch.tensor([1]), float("-inf")), 0)
+    frequencies = torch.bincount(draws, minlength=5).double() / draws.numel()
+    assert frequencies[1] == 0
+    # 5 standard errors of a frequency estimated from 40,000 draws
+    assert torch.allclose(frequencies, probabilities.double(), atol=5 * 0.5 / 200)
+    greedy = predict_tokens(logits.expand(3, 5), "argmax", banned=(1,))
+    assert greedy.tolist() == [3, 3, 3]

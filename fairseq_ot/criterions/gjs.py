@@ -63,11 +63,12 @@ class GJSCriterion(MediatorObjective):
         lprobs = model.get_normalized_probs(net_output, log_probs=True)
         lprobs = lprobs.view(-1, lprobs.size(-1))
         target = model.get_targets(sample, net_output).view(-1)
+        # masking the per-token results, not the [N, V] log-probabilities,
+        # avoids a copy of the largest tensor of the step
         mask = target.ne(self.padding_idx)
-        lprobs, target = lprobs[mask], target[mask]
-        js = token_js_pi(lprobs, target, self.pi, self.label_smoothing)
+        js = token_js_pi(lprobs, target, self.pi, self.label_smoothing).masked_fill(~mask, 0.0)
         loss = js.sum() / (self.pi * (1 - self.pi))
-        nll_loss = -lprobs.gather(-1, target.unsqueeze(-1)).sum()
+        nll_loss = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1).masked_fill(~mask, 0.0).sum()
         nsentences = sample["target"].size(0)
         sample_size = nsentences if self.sentence_avg else sample["ntokens"]
         logging_output = {
