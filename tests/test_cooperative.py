@@ -224,7 +224,7 @@ def test_gjs_mediator_mode_at_one_half_is_cot(tiny_lm_data_bin):
     torch.manual_seed(11)
     loss, _, log = gjs(model, sample)
     assert torch.equal(loss, expected)
-    assert log["cot_js_samples_sum"] == expected_log["cot_js_samples_sum"]
+    assert log["cot_generator_kl_sum"] == expected_log["cot_generator_kl_sum"]
 
 
 @pytest.mark.parametrize("args,message", [

@@ -2,8 +2,8 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+from fairseq import utils
 from fairseq.criterions import FairseqCriterion, register_criterion
-from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 from omegaconf import II
@@ -78,24 +78,19 @@ class MediatorObjective(FairseqCriterion):
         check_wrapped_model(model)
         data_input, data_target = sample["net_input"], sample["target"]
         samples, forced = self.draw_samples(model.generator, data_input, data_target.size(0))
+        # The JS estimate and the generator's data NLL cost a forward of the
+        # generator on the data that training does not need: validation only.
+        estimate = not model.training
         terms = self.sequence_terms(model.generator, model.mediator, data_input, data_target,
-                                    samples, forced)
+                                    samples, forced, estimate)
         mediator_loss = (self.pi * terms["mediator_nll_data"].sum()
                          + (1 - self.pi) * terms["mediator_nll_samples"].sum())
         generator_weight = 2 * (1 - self.pi) if self.is_generator_update(model) else 0.0
         loss = mediator_loss + generator_weight * terms["generator_kl"].sum()
-        with torch.no_grad():
-            js_data, js_samples = js_pi_terms(
-                -terms["generator_nll_data"], -terms["mediator_nll_data"],
-                terms["generator_log_prob_samples"], terms["mediator_log_prob_samples"], self.pi,
-            )
-        generator_nll_data = terms["generator_nll_data"]
         nsentences = data_target.size(0)
         sample_size = nsentences if self.sentence_avg else sample["ntokens"]
         logging_output = {
-            # validation reports the generator's NLL, the quantity to select on
-            "loss": (loss if model.training else generator_nll_data.sum()).data,
-            "nll_loss": generator_nll_data.sum().data,
+            "loss": loss.data,
             "ntokens": sample["ntokens"],
             "nsentences": nsentences,
             "sample_size": sample_size,
@@ -104,15 +99,28 @@ class MediatorObjective(FairseqCriterion):
             "cot_generator_kl_sum": terms["generator_kl"].sum().data,
             "cot_mediator_nll_data_sum": terms["mediator_nll_data"].sum().data,
             "cot_mediator_nll_samples_sum": terms["mediator_nll_samples"].sum().data,
-            "cot_js_data_sum": js_data.sum().data,
-            "cot_js_samples_sum": js_samples.sum().data,
         }
+        if estimate:
+            js_data, js_samples = js_pi_terms(
+                -terms["generator_nll_data"], -terms["mediator_nll_data"],
+                terms["generator_log_prob_samples"], terms["mediator_log_prob_samples"], self.pi,
+            )
+            # validation reports the generator's NLL as the loss: checkpoint_best
+            # then selects the generator
+            logging_output.update(
+                loss=terms["generator_nll_data"].sum().data,
+                nll_loss=terms["generator_nll_data"].sum().data,
+                cot_js_data_sum=js_data.sum().data,
+                cot_js_samples_sum=js_samples.sum().data,
+            )
         return loss, sample_size, logging_output
 
-    def sequence_terms(self, generator, mediator, data_input, data_target, samples, forced):
+    def sequence_terms(self, generator, mediator, data_input, data_target, samples, forced,
+                       estimate=True):
         """Per-sequence terms [B] and [S]: mediator NLL of data and samples,
         the generator's stepwise KL to the (detached) mediator along its
-        samples, and log-probabilities for the JS estimate."""
+        samples, log-probabilities of the samples and, with `estimate`, the
+        generator's NLL of the data (for the JS estimate)."""
         data_mask = data_target.ne(self.padding_idx)
         sample_input = self.teacher_forcing_input(data_input, samples)
         sample_mask = samples.ne(self.padding_idx)
@@ -121,16 +129,18 @@ class MediatorObjective(FairseqCriterion):
         mediator_data = masked_log_softmax(mediator(**data_input)[0], self.banned)
         mediator_samples = masked_log_softmax(mediator(**sample_input)[0], self.banned)
         generator_samples = masked_log_softmax(generator(**sample_input)[0], self.banned)
-        with torch.no_grad():
-            generator_data = masked_log_softmax(generator(**data_input)[0], self.banned)
-        return {
+        terms = {
             "mediator_nll_data": -token_log_probs(mediator_data, data_target, data_mask),
             "mediator_nll_samples": -token_log_probs(mediator_samples, samples, sample_mask),
             "generator_kl": stepwise_kl(generator_samples, mediator_samples.detach(), drawn),
-            "generator_nll_data": -token_log_probs(generator_data, data_target, data_mask),
             "generator_log_prob_samples": token_log_probs(generator_samples.detach(), samples, drawn),
             "mediator_log_prob_samples": token_log_probs(mediator_samples.detach(), samples, drawn),
         }
+        if estimate:
+            with torch.no_grad():
+                generator_data = masked_log_softmax(generator(**data_input)[0], self.banned)
+            terms["generator_nll_data"] = -token_log_probs(generator_data, data_target, data_mask)
+        return terms
 
     def is_generator_update(self, model):
         return not model.training or self.num_updates % self.mediator_steps == 0
@@ -169,12 +179,18 @@ class MediatorObjective(FairseqCriterion):
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
-        LabelSmoothedCrossEntropyCriterion.reduce_metrics(logging_outputs)
         total = lambda key: sum(float(log.get(key, 0)) for log in logging_outputs)  # noqa: E731
         ntokens, nsentences = total("ntokens"), total("nsentences")
         samples, sample_tokens = total("cot_samples"), total("cot_sample_tokens")
         if nsentences == 0 or samples == 0:
             return
+        metrics.log_scalar("loss", total("loss") / total("sample_size") / math.log(2),
+                           total("sample_size"), round=3)
+        if any("nll_loss" in log for log in logging_outputs):  # validation
+            metrics.log_scalar("nll_loss", total("nll_loss") / ntokens / math.log(2), ntokens, round=3)
+            metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))
+            metrics.log_scalar("jsd", total("cot_js_data_sum") / nsentences
+                               + total("cot_js_samples_sum") / samples, nsentences, round=4)
         metrics.log_scalar("generator_kl", total("cot_generator_kl_sum") / samples, samples, round=4)
         metrics.log_scalar("mediator_nll_data", total("cot_mediator_nll_data_sum") / ntokens / math.log(2),
                            ntokens, round=4)
@@ -182,8 +198,6 @@ class MediatorObjective(FairseqCriterion):
             metrics.log_scalar("mediator_nll_samples",
                                total("cot_mediator_nll_samples_sum") / sample_tokens / math.log(2),
                                sample_tokens, round=4)
-        metrics.log_scalar("jsd", total("cot_js_data_sum") / nsentences
-                           + total("cot_js_samples_sum") / samples, nsentences, round=4)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

@@ -68,7 +68,9 @@ class GJSCriterion(MediatorObjective):
         mask = target.ne(self.padding_idx)
         js = token_js_pi(lprobs, target, self.pi, self.label_smoothing).masked_fill(~mask, 0.0)
         loss = js.sum() / (self.pi * (1 - self.pi))
-        nll_loss = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1).masked_fill(~mask, 0.0).sum()
+        # logged only: a second gather with grad would add a [N, V] gradient
+        nll_loss = -lprobs.detach().gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        nll_loss = nll_loss.masked_fill(~mask, 0.0).sum()
         nsentences = sample["target"].size(0)
         sample_size = nsentences if self.sentence_avg else sample["ntokens"]
         logging_output = {

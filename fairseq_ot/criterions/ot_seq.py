@@ -182,7 +182,8 @@ class OTSeqCriterion(LabelSmoothedCrossEntropyCriterion):
                 f"ot_seq: decoder embeddings cover {embedding.size(0)} types but the "
                 f"output distribution has {lprobs.size(-1)} (adaptive softmax?)"
             )
-        return soft_embed(lprobs, embedding, self.ot_temperature), target.ne(self.padding_idx)
+        mask = target.ne(self.padding_idx)
+        return soft_embed(lprobs, embedding, self.ot_temperature, mask), mask
 
     def reference_ot(self, model, pred, pred_mask, target):
         reference = F.embedding(target, self.embedding_matrix(model, "decoder"))
