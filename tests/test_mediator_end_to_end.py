@@ -58,3 +58,13 @@ def test_generation_equals_the_generator_alone(toy_data_bin, cot_checkpoint, tmp
     )
     assert len(hypotheses(alone)) == 37
     assert hypotheses(with_mediator) == hypotheses(alone)
+
+
+def test_composite_optimizer_gives_each_network_its_learning_rate(tiny_lm_data_bin, tmp_path):
+    _, output = run_cli(
+        "fairseq-ot-hydra-train", "--config-dir", REPO / "user_dir_examples" / "cot_composite_lr",
+        "--config-name", "cot_composite", f"common.user_dir={USER_DIR}",
+        f"task.data={tiny_lm_data_bin}", "optimization.max_update=4",
+        f"checkpoint.save_dir={tmp_path / 'ckpt'}", f"hydra.run.dir={tmp_path / 'hydra'}",
+    )
+    assert re.search(r"lr_generator 0\.001 \| lr_mediator 0\.003", output), output[-3000:]

@@ -54,6 +54,9 @@ def mediator_model_args(cfg, generator_cfg):
         base = OmegaConf.to_container(generator_cfg, resolve=True, enum_to_str=True)
     generator_arch = base.pop("arch", None) or base.pop("_name")
     base.pop("_name", None)
+    # legacy architectures (lstm) read this global flag, absent from the
+    # dataclass configs of newer ones (transformer_lm)
+    base.setdefault("criterion", None)
     arch = cfg.mediator_arch or generator_arch
     if arch not in ARCH_MODEL_REGISTRY:
         raise ValueError(f"--mediator-arch {arch!r} is not a fairseq architecture")
