@@ -9,17 +9,21 @@ PREDICTIONS = ("sample", "argmax")
 def predict_tokens(logits: Tensor, mode: str, banned=()) -> Tensor:
     """[..., V] logits -> [...] token indices, never one of `banned` (pad,
     BOS: symbols that must not enter a prefix). `sample` draws from
-    softmax(logits) as the argmax of logits - log E with E ~ Exp(1) (the
-    exponential race, one pass fewer than Gumbel noise); `argmax` is greedy.
-    Neither copies the logits more than once: over a [B, T, V] batch each
-    full pass costs as much as a small layer."""
+    softmax(logits) by inverting its cumulative sum at a uniform draw (on CPU
+    several times faster than Gumbel or exponential noise over V, whose
+    generators cost tens of ns per entry); `argmax` is greedy."""
     logits = logits.detach()
     if mode == "sample":
-        race = torch.empty(logits.shape, dtype=torch.float32, device=logits.device).exponential_()
-        scores = logits.float() - race.log_()
+        scores = logits.float()
         if banned:
-            scores[..., list(banned)] = float("-inf")
-        return scores.argmax(-1)
+            scores = scores.index_fill(-1, torch.tensor(list(banned), device=scores.device),
+                                       float("-inf"))
+        cdf = torch.softmax(scores, dim=-1).cumsum_(-1)
+        uniform = torch.rand(cdf.shape[:-1] + (1,), device=cdf.device) * cdf[..., -1:]
+        # right=True: the first token whose cumulative mass exceeds the draw,
+        # so a zero-probability (banned) token is never chosen
+        index = torch.searchsorted(cdf, uniform, right=True).squeeze(-1)
+        return index.clamp_(max=cdf.size(-1) - 1)
     if mode != "argmax":
         raise ValueError(f"prediction mode must be one of {PREDICTIONS}, got {mode!r}")
     # the best token that is not banned is among the top len(banned) + 1
