@@ -64,7 +64,8 @@ def token_js_pi(lprobs: Tensor, target: Tensor, pi: float, label_smoothing: floa
     With one-hot P it is closed form in Q_t(y):
         KL[P||M] = -log M(y),  M(y) = pi + (1 - pi) Q(y)
         KL[Q||M] = -(1 - Q(y)) log(1 - pi) + Q(y) (log Q(y) - log M(y)).
-    With label smoothing, JS_pi = H(M) - pi H(P) - (1 - pi) H(Q) over V."""
+    With label smoothing, JS_pi = H(M) - pi H(P) - (1 - pi) H(Q) over V,
+    M bounded away from 0 by the smoothing."""
     lprobs = lprobs.float()
     log_pi, log_1m_pi = math.log(pi), math.log1p(-pi)
     if label_smoothing == 0:
@@ -75,11 +76,16 @@ def token_js_pi(lprobs: Tensor, target: Tensor, pi: float, label_smoothing: floa
         return pi * (-log_m_y) + (1 - pi) * kl_q_m
     vocab = lprobs.size(-1)
     off_target = label_smoothing / (vocab - 1)
-    log_p = torch.full_like(lprobs, math.log(off_target))
-    log_p.scatter_(-1, target.unsqueeze(-1), math.log1p(-label_smoothing))
-    log_m = torch.logaddexp(log_pi + log_p, log_1m_pi + lprobs)
-    entropy_m = -(log_m.exp() * log_m).sum(-1)
-    entropy_q = -(lprobs.exp() * lprobs).sum(-1)
+    q = lprobs.exp()
+    # M >= pi * off_target > 0 everywhere: its log is safe in probability space;
+    # the target column is corrected afterwards instead of building P [N, V].
+    m = (1 - pi) * q + pi * off_target
+    entropy_m = -(m * m.log()).sum(-1)
+    q_y = q.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    m_y_wrong = (1 - pi) * q_y + pi * off_target
+    m_y = (1 - pi) * q_y + pi * (1 - label_smoothing)
+    entropy_m = entropy_m + m_y_wrong * m_y_wrong.log() - m_y * m_y.log()
+    entropy_q = -(q * lprobs).sum(-1)
     entropy_p = -((1 - label_smoothing) * math.log1p(-label_smoothing)
                   + label_smoothing * math.log(off_target))
     return entropy_m - pi * entropy_p - (1 - pi) * entropy_q
