@@ -67,10 +67,11 @@ MEDIATOR_ARGS = [
     "--cot-max-len-b", "21", "--ddp-backend", "legacy_ddp",
 ]
 # Updates per minute measured with two runs sharing the 2 (busy) cores of the
-# development machine. They set the checkpoint interval and the scheduled
-# sampling slope: elsewhere the curves get more or fewer points and eps
-# reaches its floor earlier or later than half-way.
-UPDATES_PER_MINUTE = {"mle": 190, "scheduled_sampling": 75, "mediator": 32}
+# development machine (commit a3c7d59). They set the checkpoint interval and
+# the scheduled sampling slope: elsewhere, or after the samplers change, the
+# curves get more or fewer points and eps reaches its floor earlier or later
+# than half-way.
+UPDATES_PER_MINUTE = {"mle": 490, "scheduled_sampling": 275, "mediator": 110}
 CURVE_POINTS = 10
 SS_MIN = 0.7
 EVAL_SEED = 1234
@@ -151,12 +152,17 @@ def train_command(data_bin, method, run_dir, minutes):
 
 
 def code_version():
-    """The repository's commit, marked dirty when the working tree differs:
-    fairseq-train imports the plugin afresh at each launch, so runs launched
-    around a commit train different code."""
-    result = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                            capture_output=True, text=True)
-    return result.stdout.strip() or "unknown (not a git checkout)"
+    """The last commit of the plugin (fairseq_ot/), marked dirty when its
+    working tree differs: fairseq-train imports the plugin afresh at each
+    launch, so runs launched around a commit train different code."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(REPO), *args, "--", "fairseq_ot"],
+                              capture_output=True, text=True).stdout.strip()
+
+    commit = git("log", "-1", "--format=%h")
+    if not commit:
+        return "unknown (not a git checkout)"
+    return commit + ("-dirty" if git("status", "--porcelain") else "")
 
 
 def train(data_bin, method, run_dir, minutes):
