@@ -9,6 +9,7 @@ from fairseq.logging import metrics
 from omegaconf import II
 
 from fairseq_ot.models.generator_mediator import GeneratorMediatorModel
+from fairseq_ot.criterions.flag_checks import require
 from fairseq_ot.modules.divergences import (
     js_pi_terms,
     masked_log_softmax,
@@ -53,13 +54,13 @@ class MediatorObjective(FairseqCriterion):
                 f"mediator_translation or mediator_language_modeling, not "
                 f"{type(task).__name__}"
             )
-        _require(cot_max_len_a >= 0, "--cot-max-len-a", ">= 0", cot_max_len_a)
-        _require(cot_max_len_b >= 0, "--cot-max-len-b", ">= 0", cot_max_len_b)
-        _require(cot_max_len_a > 0 or cot_max_len_b >= 1, "--cot-max-len-b",
+        require(cot_max_len_a >= 0, "--cot-max-len-a", ">= 0", cot_max_len_a)
+        require(cot_max_len_b >= 0, "--cot-max-len-b", ">= 0", cot_max_len_b)
+        require(cot_max_len_a > 0 or cot_max_len_b >= 1, "--cot-max-len-b",
                  ">= 1 when --cot-max-len-a is 0", cot_max_len_b)
-        _require(cot_samples_per_source >= 1, "--cot-samples-per-source", ">= 1",
+        require(cot_samples_per_source >= 1, "--cot-samples-per-source", ">= 1",
                  cot_samples_per_source)
-        _require(cot_mediator_steps >= 1, "--cot-mediator-steps", ">= 1", cot_mediator_steps)
+        require(cot_mediator_steps >= 1, "--cot-mediator-steps", ">= 1", cot_mediator_steps)
         self.sentence_avg = sentence_avg
         self.pi = pi
         self.max_len_a, self.max_len_b = cot_max_len_a, cot_max_len_b
@@ -231,8 +232,3 @@ def check_wrapped_model(model):
         model = model.module
     if not isinstance(model, GeneratorMediatorModel):
         raise ValueError("this criterion needs the model of a mediator task")
-
-
-def _require(condition, flag, expected, value):
-    if not condition:
-        raise ValueError(f"{flag} must be {expected}, got {value}")

@@ -6,7 +6,8 @@ from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEn
 from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 
-from fairseq_ot.criterions.cot import CotCriterionConfig, MediatorObjective, _require
+from fairseq_ot.criterions.cot import CotCriterionConfig, MediatorObjective
+from fairseq_ot.criterions.flag_checks import require
 from fairseq_ot.modules.divergences import token_js_pi
 
 MODES = ("token", "mediator")
@@ -45,8 +46,8 @@ class GJSCriterion(MediatorObjective):
 
     def __init__(self, task, sentence_avg, gjs_pi, gjs_mode, label_smoothing,
                  cot_max_len_a, cot_max_len_b, cot_samples_per_source, cot_mediator_steps):
-        _require(0 < gjs_pi < 1, "--gjs-pi", "in (0, 1)", gjs_pi)
-        _require(0 <= label_smoothing < 1, "--label-smoothing", "in [0, 1)", label_smoothing)
+        require(0 < gjs_pi < 1, "--gjs-pi", "in (0, 1)", gjs_pi)
+        require(0 <= label_smoothing < 1, "--label-smoothing", "in [0, 1)", label_smoothing)
         self.mode = str(gjs_mode)
         if self.mode == "mediator":
             super().__init__(task, sentence_avg, gjs_pi, cot_max_len_a, cot_max_len_b,

@@ -11,6 +11,7 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 
+from fairseq_ot.criterions.flag_checks import require
 from fairseq_ot.modules.optimal_transport import GRADIENT_MODES, SOLVERS
 from fairseq_ot.modules.soft_embedding import sequence_ot_distance, soft_embed
 from fairseq_ot.modules.update_counter import follow_update_count
@@ -99,14 +100,14 @@ class OTSeqCriterion(LabelSmoothedCrossEntropyCriterion):
         super().__init__(
             task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy
         )
-        _require(ot_weight >= 0, "--ot-weight", ">= 0", ot_weight)
-        _require(ot_copy_weight >= 0, "--ot-copy-weight", ">= 0", ot_copy_weight)
-        _require(ot_beta >= MIN_OT_BETA, "--ot-beta", f">= {MIN_OT_BETA}", ot_beta)
-        _require(ot_iters >= 1, "--ot-iters", ">= 1", ot_iters)
-        _require(ot_inner_iters >= 1, "--ot-inner-iters", ">= 1", ot_inner_iters)
-        _require(ot_temperature > 0, "--ot-temperature", "> 0", ot_temperature)
-        _require(ot_warmup_updates >= 0, "--ot-warmup-updates", ">= 0", ot_warmup_updates)
-        _require(0 <= label_smoothing < 1, "--label-smoothing", "in [0, 1)", label_smoothing)
+        require(ot_weight >= 0, "--ot-weight", ">= 0", ot_weight)
+        require(ot_copy_weight >= 0, "--ot-copy-weight", ">= 0", ot_copy_weight)
+        require(ot_beta >= MIN_OT_BETA, "--ot-beta", f">= {MIN_OT_BETA}", ot_beta)
+        require(ot_iters >= 1, "--ot-iters", ">= 1", ot_iters)
+        require(ot_inner_iters >= 1, "--ot-inner-iters", ">= 1", ot_inner_iters)
+        require(ot_temperature > 0, "--ot-temperature", "> 0", ot_temperature)
+        require(ot_warmup_updates >= 0, "--ot-warmup-updates", ">= 0", ot_warmup_updates)
+        require(0 <= label_smoothing < 1, "--label-smoothing", "in [0, 1)", label_smoothing)
         self.ot_weight = ot_weight
         self.ot_copy_weight = ot_copy_weight
         self.ot_temperature = ot_temperature
@@ -208,8 +209,3 @@ class OTSeqCriterion(LabelSmoothedCrossEntropyCriterion):
             if any(name + "_sum" in log for log in logging_outputs):
                 total = sum(log.get(name + "_sum", 0) for log in logging_outputs)
                 metrics.log_scalar(name, total / max(nsentences, 1), nsentences, round=4)
-
-
-def _require(condition, flag, expected, value):
-    if not condition:
-        raise ValueError(f"{flag} must be {expected}, got {value}")
