@@ -16,15 +16,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from fairseq_ot.recipes import recipe_args  # noqa: E402
 from fairseq_ot.toy_corpus import write_toy_corpus  # noqa: E402
 
-MODEL_ARGS = [
-    "--arch", "transformer", "--share-all-embeddings",
-    "--encoder-layers", "2", "--decoder-layers", "2",
-    "--encoder-embed-dim", "64", "--decoder-embed-dim", "64",
-    "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128",
-    "--encoder-attention-heads", "4", "--decoder-attention-heads", "4",
-]
 
 
 def run(command, log_path=None):
@@ -51,12 +45,8 @@ def preprocess(raw, data_bin):
 def train(data_bin, save_dir, log_file, criterion, max_update, extra):
     run([
         "fairseq-train", str(data_bin), "--user-dir", str(REPO / "fairseq_ot"),
-        "--cpu", "--task", "translation", *MODEL_ARGS,
-        "--criterion", criterion, "--label-smoothing", "0.1",
-        "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "0.002",
-        "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "100",
-        "--max-tokens", "2000", "--max-update", str(max_update),
-        "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--seed", "1",
+        "--cpu", *recipe_args("toy_translation", criterion), "--max-update", str(max_update),
+        "--save-dir", str(save_dir), "--no-epoch-checkpoints",
         "--log-format", "simple", "--log-interval", "50", "--log-file", str(log_file),
         *extra,
     ])
