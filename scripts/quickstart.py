@@ -16,6 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from fairseq_ot.evaluation.generate_output import HypothesisCountError, read_hypotheses  # noqa: E402
 from fairseq_ot.recipes import recipe_args  # noqa: E402
 from fairseq_ot.toy_corpus import write_toy_corpus  # noqa: E402
 
@@ -60,10 +61,11 @@ def generate_and_score(data_bin, checkpoint, out_dir, n_references):
         "--batch-size", "128", "--required-batch-size-multiple", "1",
         "--scoring", "sacrebleu",
     ], output)
+    try:
+        read_hypotheses(output, n_references)
+    except HypothesisCountError as error:
+        sys.exit(str(error))
     text = output.read_text()
-    hypotheses = len(re.findall(r"^H-\d+\t", text, flags=re.M))
-    if hypotheses != n_references:
-        sys.exit(f"scored {hypotheses} hypotheses for {n_references} references: see {output}")
     bleu = re.search(r"BLEU = ([\d.]+)", text)
     if bleu is None:
         sys.exit(f"no BLEU line in {output}")
