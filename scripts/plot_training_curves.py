@@ -33,6 +33,8 @@ logging.getLogger().setLevel(logging.WARNING)
 
 TRAIN_LOG = "train.log"
 VALID = "valid"
+# in every statistics line, not worth a curve
+BOOKKEEPING = {"epoch", "update", "num_updates"}
 
 
 def read_logs(run_dirs):
@@ -70,7 +72,7 @@ def resolve(metric, logs):
 def known_metrics(logs):
     training = {stat for _, log in logs for stats in log.train_inner.values() for stat in stats}
     validation = {f"{VALID}_{stat}" for _, log in logs for stats in series_of(log, VALID).values() for stat in stats}
-    return sorted(training) + sorted(validation)
+    return sorted(training - BOOKKEEPING) + sorted(validation - {f"{VALID}_{stat}" for stat in BOOKKEEPING})
 
 
 def plot_training_curves(run_dirs, metrics):

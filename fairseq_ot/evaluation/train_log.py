@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 NUM_UPDATES = "num_updates"
 EPOCH_PREFIX = "train"
+# the order in which fairseq logs the kinds of line at one update
+TRAIN_INNER, VALIDATION, EPOCH = range(3)
 
 
 @dataclass
@@ -50,13 +52,16 @@ class TrainLog:
             return None
         return sum(stats["train_wall"] for stats in self.epochs.values())
 
-    def forget_beyond(self, update):
-        """Drop what an earlier attempt logged after ``update``, now logged again."""
-        for series in (self.train_inner, *self.validation.values()):
-            while series and next(reversed(series)) > update:
+    def forget_after(self, update, kind):
+        """Drop what an earlier attempt logged after this point of the run,
+        which a restarted attempt logs again: anything beyond ``update``, and
+        at ``update`` the kinds of line fairseq writes after one of ``kind``
+        (training stats, then validation, then end of epoch)."""
+        ranked = [(TRAIN_INNER, self.train_inner), (EPOCH, self.epochs)]
+        ranked += [(VALIDATION, series) for series in self.validation.values()]
+        for rank, series in ranked:
+            while series and (_last(series)[NUM_UPDATES], rank) > (update, kind):
                 series.popitem()
-        while self.epochs and _last(self.epochs)[NUM_UPDATES] > update:
-            self.epochs.popitem()
 
 
 def _last(series):
@@ -104,7 +109,7 @@ def parse_train_log(lines):
     log = TrainLog()
     for stats in _statistics(lines):
         if NUM_UPDATES in stats:
-            key, series = int(stats[NUM_UPDATES]), log.train_inner
+            kind, key, series = TRAIN_INNER, int(stats[NUM_UPDATES]), log.train_inner
         else:
             subset = _subset_of(stats)
             if subset is None:
@@ -112,10 +117,10 @@ def parse_train_log(lines):
             epoch = stats.get("epoch")
             stats = _unprefixed(stats, subset)
             if subset == EPOCH_PREFIX:
-                key, series = int(epoch), log.epochs
+                kind, key, series = EPOCH, int(epoch), log.epochs
             else:
-                key, series = int(stats[NUM_UPDATES]), log.validation.setdefault(subset, {})
-        log.forget_beyond(stats[NUM_UPDATES])
+                kind, key, series = VALIDATION, int(stats[NUM_UPDATES]), log.validation.setdefault(subset, {})
+        log.forget_after(stats[NUM_UPDATES], kind)
         series.pop(key, None)  # a repeated line, or the same key logged again after a restart
         series[key] = stats
     return log
