@@ -10,6 +10,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 from fairseq.models import FairseqIncrementalDecoder
 
+from fairseq_ot.criterions.flag_checks import FlagError
 from fairseq_ot.modules.sampling import decoder_input_key
 from fairseq_ot.modules.schedules import (
     SCHEDULES,
@@ -155,7 +156,7 @@ class ScheduledSamplingCriterion(LabelSmoothedCrossEntropyCriterion):
     def stepwise_forward(self, model, net_input, eps):
         decoder = model.decoder
         if not isinstance(decoder, FairseqIncrementalDecoder):
-            raise ValueError(
+            raise FlagError(
                 f"--ss-mode stepwise needs an incremental decoder; "
                 f"{type(decoder).__name__} is not one: use --ss-mode two_pass"
             )
