@@ -2,7 +2,8 @@
 lines print as one line naming the flag instead of a traceback from deep
 inside fairseq's training loop."""
 
-import logging
+import atexit
+import math
 import os
 import sys
 
@@ -16,6 +17,18 @@ def require(condition, flag, expected, value):
     """A one-line error naming the flag, raised when a criterion is built."""
     if not condition:
         raise FlagError(f"{flag} must be {expected}, got {value}")
+
+
+def check_label_smoothing_flags(label_smoothing, ignore_prefix_size):
+    """The flags criterions inherit from fairseq's label_smoothed_cross_entropy,
+    which does not check them."""
+    require(0 <= label_smoothing < 1, "--label-smoothing", "in [0, 1)", label_smoothing)
+    require(ignore_prefix_size >= 0, "--ignore-prefix-size", ">= 0", ignore_prefix_size)
+
+
+def require_weight(flag, value):
+    """A loss weight: finite (an infinite weight makes every loss inf) and >= 0."""
+    require(math.isfinite(value) and value >= 0, flag, "finite and >= 0", value)
 
 
 def install_one_line_errors(*classes):
@@ -32,10 +45,13 @@ def install_one_line_errors(*classes):
             previous(kind, error, traceback)
             return
         program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "fairseq"
-        logging.shutdown()  # flush --log-file before leaving without Python's teardown
         print(f"{program}: error: {error}", file=sys.stderr, flush=True)
+        # SystemExit cannot set the status from inside an excepthook: run the
+        # exit handlers (they stop data-loader workers and flush --log-file),
+        # then leave directly
+        atexit._run_exitfuncs()
         sys.stdout.flush()
-        # inside an excepthook SystemExit cannot set the status: leave directly
+        sys.stderr.flush()
         os._exit(2)
 
     one_line._fairseq_ot_one_line = classes
