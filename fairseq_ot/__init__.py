@@ -13,4 +13,6 @@ from fairseq_ot.tasks import mediator  # noqa: F401  (registers the mediator tas
 
 checkpoint_safety.install()
 numpy_compat.install()
-install_one_line_errors(FlagError, checkpoint_safety.UnsafeCheckpointError)
+# errors whose message says all: the command lines print them as one line
+ONE_LINE_ERRORS = (FlagError, checkpoint_safety.UnsafeCheckpointError)
+install_one_line_errors(*ONE_LINE_ERRORS)

@@ -58,3 +58,14 @@ def test_yaml_trains_like_its_flags(toy_data_bin, tmp_path):
         f"hydra.run.dir={tmp_path / 'hydra'}",
     )
     assert first_update_loss(yaml_output) == first_update_loss(flags_output)
+
+
+def test_hydra_train_prints_flag_errors_as_one_line(toy_data_bin, tmp_path):
+    path = hydra_config_path("toy_translation", "ot_seq")
+    code, output = run_cli(
+        "fairseq-ot-hydra-train", "--config-dir", path.parent, "--config-name", "ot_seq",
+        f"task.data={toy_data_bin}", "common.cpu=true", "+criterion.ot_beta=0.001",
+        f"hydra.run.dir={tmp_path / 'hydra'}", check=False,
+    )
+    assert code == 2 and "Traceback" not in output
+    assert output.splitlines()[-1] == "fairseq-ot-hydra-train: error: --ot-beta must be >= 0.04, got 0.001"

@@ -31,6 +31,12 @@ def require_weight(flag, value):
     require(math.isfinite(value) and value >= 0, flag, "finite and >= 0", value)
 
 
+def print_one_line(error):
+    """`PROGRAM: error: MESSAGE` on stderr, as argparse reports a bad flag."""
+    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "fairseq"
+    print(f"{program}: error: {error}", file=sys.stderr, flush=True)
+
+
 def install_one_line_errors(*classes):
     """Print an uncaught exception of one of `classes` as
     `PROGRAM: error: MESSAGE` on stderr and exit with status 2, as argparse
@@ -44,8 +50,7 @@ def install_one_line_errors(*classes):
         if not issubclass(kind, classes) or hasattr(sys, "ps1") or sys.flags.interactive:
             previous(kind, error, traceback)
             return
-        program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "fairseq"
-        print(f"{program}: error: {error}", file=sys.stderr, flush=True)
+        print_one_line(error)
         # SystemExit cannot set the status from inside an excepthook: run the
         # exit handlers (they stop data-loader workers and flush --log-file),
         # then leave directly
