@@ -11,12 +11,12 @@ import pytest
 import torch
 from fairseq import metrics, options, tasks
 from fairseq.criterions import CRITERION_DATACLASS_REGISTRY, CRITERION_REGISTRY
+from fairseq.tasks import TASK_DATACLASS_REGISTRY, TASK_REGISTRY
 from fairseq.data.language_pair_dataset import collate
 
 from conftest import TINY_TRANSFORMER, USER_DIR, run_cli
 from fairseq_ot.criterions.cot import check_wrapped_model
 from fairseq_ot.criterions.flag_checks import FlagError
-from fairseq_ot.tasks.mediator import MediatorConfig
 
 def build(data_bin, *args, task="translation"):
     """Task, tiny transformer and criterion from fairseq-train flags through
@@ -43,6 +43,10 @@ CONTEXTS = {
     "gjs": (["--criterion", "gjs", "--gjs-mode", "mediator", *MEDIATOR], "mediator_translation"),
     "cot": (["--criterion", "cot", *MEDIATOR], "mediator_translation"),
 }
+
+# The criterion context whose build reaches each plugin task's own flags
+# (both mediator tasks check theirs in one function, mediator_model_args).
+TASK_CONTEXTS = {"mediator_translation": "cot", "mediator_language_modeling": "cot"}
 
 # Out-of-range values of every numeric or free-text flag, by config field.
 BAD_VALUES = {
@@ -73,16 +77,21 @@ BAD_VALUES = {
 }
 
 
-def plugin_criterions():
-    return sorted(name for name, cls in CRITERION_REGISTRY.items()
-                  if cls.__module__.startswith("fairseq_ot."))
+def plugin_components(registry):
+    return sorted(name for name, cls in registry.items() if cls.__module__.startswith("fairseq_ot."))
 
 
-def flag_fields(config_class):
+def flag_fields(config_class, own_only=False):
     """(field, kind) of the fields a user sets by a flag; kind is 'choice',
-    'bool' or 'value'. Interpolated fields (sentence_avg) are fairseq's own."""
+    'bool' or 'value'. Interpolated fields (sentence_avg) are fairseq's own;
+    with `own_only`, so are those of fairseq's config classes it extends."""
+    inherited = set()
+    if own_only:
+        inherited = {field.name for base in config_class.__mro__[1:]
+                     if dataclasses.is_dataclass(base) and not base.__module__.startswith("fairseq_ot.")
+                     for field in dataclasses.fields(base)}
     for field in dataclasses.fields(config_class):
-        if field.name == "_name" or str(field.default).startswith("${"):
+        if field.name == "_name" or str(field.default).startswith("${") or field.name in inherited:
             continue
         if field.type is bool:
             yield field.name, "bool"
@@ -96,16 +105,19 @@ def flag(field):
     return "--" + field.replace("_", "-")
 
 
-CRITERION_FIELDS = [(criterion, field, kind) for criterion in plugin_criterions()
+CRITERION_FIELDS = [(criterion, field, kind) for criterion in plugin_components(CRITERION_REGISTRY)
                     for field, kind in flag_fields(CRITERION_DATACLASS_REGISTRY[criterion])]
-TASK_FIELDS = [("cot", field, kind) for field, kind in flag_fields(MediatorConfig)]
+TASK_FIELDS = sorted({(TASK_CONTEXTS.get(task), field, kind)
+                      for task in plugin_components(TASK_REGISTRY)
+                      for field, kind in flag_fields(TASK_DATACLASS_REGISTRY[task], own_only=True)})
 VALUE_CASES = [(criterion, field, value) for criterion, field, kind in CRITERION_FIELDS + TASK_FIELDS
                if kind == "value" for value in BAD_VALUES.get(field, [])]
 
 
 def test_every_value_flag_has_out_of_range_cases():
     """A new criterion or flag fails here until its range is checked below."""
-    assert set(plugin_criterions()) == set(CONTEXTS)
+    assert set(plugin_components(CRITERION_REGISTRY)) == set(CONTEXTS)
+    assert set(plugin_components(TASK_REGISTRY)) == set(TASK_CONTEXTS)
     value_fields = {field for _, field, kind in CRITERION_FIELDS + TASK_FIELDS if kind == "value"}
     assert value_fields == set(BAD_VALUES)
 
