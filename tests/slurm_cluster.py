@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
-CLIENTS = ("sbatch", "scontrol", "squeue", "srun")
+CLIENTS = ("sbatch", "scontrol", "squeue", "srun", "scancel", "sinfo")
 
 
 def missing_binaries():
@@ -149,6 +149,14 @@ PartitionName=local Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
         return self.job(job_id)
 
     def stop(self):
+        # Job steps outlive slurmd (slurmstepd detaches): cancel them first.
+        if self.run("squeue", "--noheader", "--format=%i", check=False).stdout.strip():
+            self.run("scancel", "--full", "--user", str(os.getuid()), check=False)
+            try:
+                _wait_for(lambda: not self.run("squeue", "--noheader", check=False).stdout.strip(),
+                          30, "cancelled jobs to end")
+            except TimeoutError:
+                pass  # the daemons stop anyway; the test has failed already
         for process in reversed(self.processes):
             process.terminate()
         for process in reversed(self.processes):

@@ -79,9 +79,15 @@ fi
 [[ $nproc -ge 1 ]] || die "no GPU visible: pass --cpu to train on CPU processes"
 
 mkdir -p "$run_dir/checkpoints"
+# --load-checkpoint-on-all-dp-ranks: every rank reads checkpoint_last.pt itself (so
+# RUN_DIR must be on a filesystem all nodes share, as it must for resuming anyway).
+# Otherwise fairseq sends rank 0's copy to the others through torch.load, whose
+# weights-only default on torch >= 2.6 refuses fairseq's config objects: a run
+# with several processes could not resume.
 run_flags=(
     --save-dir "$run_dir/checkpoints" --log-format json --log-file "$run_dir/train.log"
     --save-interval-updates "$save_interval" --keep-interval-updates 1 --no-epoch-checkpoints
+    --load-checkpoint-on-all-dp-ranks
 )
 
 if [[ $launcher == slurm ]]; then

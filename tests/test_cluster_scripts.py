@@ -1,0 +1,155 @@
+"""scripts/cluster/: the torchrun launcher on its own, and the Slurm batch job
+submitted to a real one-node Slurm on localhost (tests/slurm_cluster.py): it
+trains on two processes, and a job requeued mid-run resumes from
+checkpoint_last.pt instead of starting over."""
+
+import json
+import os
+import re
+import time
+
+import pytest
+import torch
+
+import fairseq_ot  # noqa: F401  (allow-lists fairseq's checkpoint classes for torch.load)
+from conftest import REPO, TINY_TRANSFORMER, build, run_cli
+from slurm_cluster import SlurmCluster, missing_binaries
+
+LAUNCH = REPO / "scripts" / "cluster" / "launch.sh"
+SBATCH = REPO / "scripts" / "cluster" / "train.sbatch"
+# The toy_translation recipe with a smaller model; --log-interval 1 logs every update.
+FAST = [*TINY_TRANSFORMER, "--log-interval", "1"]
+CPU_PROCESSES = ["--cpu", "--nproc-per-node", "2"]
+
+
+def checkpoint_updates(path):
+    return torch.load(path, weights_only=True)["optimizer_history"][-1]["num_updates"]
+
+
+def logged_updates(start):
+    """The update numbers of one start's per-update records (fairseq logs some
+    twice, when a mid-epoch checkpoint follows them)."""
+    return sorted({int(r["num_updates"]) for r in start["records"] if "num_updates" in r})
+
+
+def log_records(run_dir):
+    """fairseq's JSON records in RUN_DIR/train.log, split at each start of training."""
+    starts = []
+    for line in (run_dir / "train.log").read_text().splitlines():
+        if line.startswith("training on "):
+            starts.append({"devices": int(line.split()[2]), "records": []})
+        elif line.startswith('{"'):
+            starts[-1]["records"].append(json.loads(line))
+    return starts
+
+
+def updates_per_epoch(data_bin, processes):
+    """fairseq's own count of the updates in one epoch of the recipe's batches
+    (--max-tokens 2000) shared among ``processes`` data-parallel workers."""
+    task, _, _ = build(data_bin, "--criterion", "label_smoothed_cross_entropy")
+    task.load_dataset("train")
+    iterator = task.get_batch_iterator(
+        task.dataset("train"), max_tokens=2000, required_batch_size_multiple=8,
+        seed=1, num_shards=processes, shard_id=0,
+    )
+    return len(iterator)
+
+
+def assert_trained_on_two_processes(run_dir, data_bin, max_update):
+    assert checkpoint_updates(run_dir / "checkpoints" / "checkpoint_last.pt") == max_update
+    [start] = log_records(run_dir)
+    assert start["devices"] == 2
+    assert logged_updates(start) == list(range(1, max_update + 1))
+    epoch_1 = next(r for r in start["records"] if r.get("epoch") == 1 and "train_num_updates" in r)
+    # Two workers split each epoch's batches: half the updates of one process.
+    assert updates_per_epoch(data_bin, 2) < updates_per_epoch(data_bin, 1)
+    assert int(epoch_1["train_num_updates"]) == updates_per_epoch(data_bin, 2)
+
+
+def test_launcher_trains_two_cpu_processes(toy_data_bin, tmp_path):
+    run_dir = tmp_path / "run"
+    run_cli(LAUNCH, *CPU_PROCESSES, "toy_translation", "ot_seq", toy_data_bin, run_dir,
+            *FAST, "--max-update", "6")
+    assert_trained_on_two_processes(run_dir, toy_data_bin, 6)
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["toy_translation", "ot_seq", "{missing}", "{run}"], "data directory .*missing does not exist"),
+    (["no_such_recipe", "ot_seq", "{data}", "{run}"], "no recipe 'no_such_recipe'"),
+    (["toy_translation", "no_such_loss", "{data}", "{run}"],
+     "recipe 'toy_translation' has no flags for criterion 'no_such_loss'"),
+    (["--cpu", "--launcher", "slurm", "toy_translation", "ot_seq", "{data}", "{run}"],
+     "--launcher slurm needs GPUs"),
+    (["toy_translation", "ot_seq", "{data}"], "usage: launch.sh"),
+])
+def test_launcher_refuses_bad_arguments(toy_data_bin, tmp_path, arguments, message):
+    paths = {"missing": tmp_path / "missing", "run": tmp_path / "run", "data": toy_data_bin}
+    code, output = run_cli(LAUNCH, *[a.format(**paths) for a in arguments], check=False)
+    assert code == 2
+    assert re.search(message, output), output
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    missing = missing_binaries()
+    if missing:
+        pytest.skip(f"Slurm is not installed (no {', '.join(missing)}): apt-get install slurm-wlm munge")
+    if os.geteuid() != 0:
+        pytest.skip("the test's Slurm runs slurmd as root, which needs root")
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    cluster.env["OMP_NUM_THREADS"] = "1"
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def submit(slurm, data_bin, run_dir, max_update):
+    """The batch job on one node, two CPU processes, checkpoints every 5 updates;
+    Slurm's output goes to RUN_DIR.out."""
+    return slurm.sbatch(
+        f"--output={run_dir}.out", "--nodes=1", "--ntasks-per-node=1", "--cpus-per-task=2",
+        SBATCH, *CPU_PROCESSES, "--save-interval-updates", "5",
+        "toy_translation", "ot_seq", data_bin, run_dir, *FAST, "--max-update", max_update,
+    )
+
+
+def test_sbatch_trains_on_two_processes(slurm, toy_data_bin, tmp_path):
+    run_dir = tmp_path / "run"
+    job = submit(slurm, toy_data_bin, run_dir, 12)
+    assert slurm.wait_job(job, timeout=240)["JobState"] == "COMPLETED", run_dir.with_suffix(".out").read_text()
+    assert_trained_on_two_processes(run_dir, toy_data_bin, 12)
+
+
+def test_requeued_job_resumes_from_checkpoint_last(slurm, toy_data_bin, tmp_path):
+    run_dir, max_update = tmp_path / "run", 40
+    job = submit(slurm, toy_data_bin, run_dir, max_update)
+    last = run_dir / "checkpoints" / "checkpoint_last.pt"
+    deadline = time.monotonic() + 180
+    saved_before_requeue = None
+    while saved_before_requeue is None:
+        assert slurm.job(job)["JobState"] in {"PENDING", "RUNNING"}, run_dir.with_suffix(".out").read_text()
+        assert time.monotonic() < deadline, "no checkpoint_last.pt after 180 s"
+        time.sleep(0.2)
+        try:
+            saved_before_requeue = checkpoint_updates(last)
+        except (FileNotFoundError, EOFError, RuntimeError):
+            pass  # not written yet, or fairseq is still copying it from checkpoint_best.pt
+    slurm.run("scontrol", "requeue", job)
+
+    final = slurm.wait_job(job, timeout=240)
+    output = run_dir.with_suffix(".out").read_text()
+    assert final["JobState"] == "COMPLETED" and final["Restarts"] == "1", output
+    assert "start 0 on 1 node" in output and "start 1 on 1 node" in output
+    after_restart = output.split("start 1 on 1 node", 1)[1]
+    loaded = re.search(r"Loaded checkpoint \S*checkpoint_last\.pt \(epoch \d+ @ (\d+) updates\)", after_restart)
+    assert loaded, after_restart[-3000:]
+    resumed_at = int(loaded.group(1))
+    assert saved_before_requeue <= resumed_at < max_update
+
+    first, second = log_records(run_dir)
+    assert first["devices"] == second["devices"] == 2
+    assert logged_updates(second) == list(range(resumed_at + 1, max_update + 1))
+    assert checkpoint_updates(last) == max_update
