@@ -153,3 +153,46 @@ def test_requeued_job_resumes_from_checkpoint_last(slurm, toy_data_bin, tmp_path
     assert first["devices"] == second["devices"] == 2
     assert logged_updates(second) == list(range(resumed_at + 1, max_update + 1))
     assert checkpoint_updates(last) == max_update
+
+
+FAKE_SRUN = """#!/usr/bin/env bash
+# Stands in for srun: records its arguments, and runs until killed on the first start.
+echo "start ${SLURM_RESTART_COUNT:-0}: $*" >> "$FAKE_SRUN_LOG"
+[[ ${SLURM_RESTART_COUNT:-0} -ge 1 ]] || exec sleep 120
+"""
+
+
+@pytest.mark.parametrize("launcher,step", [
+    ([], r"--ntasks=1 --ntasks-per-node=1 --kill-on-bad-exit=1 --cpus-per-task 2 \S+/launch\.sh "
+         r"--nnodes 1 --master-addr \S+ --master-port \d+ toy_translation ot_seq DATA RUN"),
+    (["--launcher", "fairseq"],
+     r"--kill-on-bad-exit=1 --cpus-per-task 2 \S+/launch\.sh --launcher slurm --master-port \d+ "
+     r"toy_translation ot_seq DATA RUN"),
+])
+def test_usr1_before_the_time_limit_requeues_the_job(slurm, tmp_path, launcher, step):
+    """The batch script's trap, with srun replaced by a stub: Slurm's warning
+    signal (--signal=B:USR1@120, sent here by scancel) requeues the job, which
+    starts again under the same id."""
+    (tmp_path / "bin").mkdir()
+    srun = tmp_path / "bin" / "srun"
+    srun.write_text(FAKE_SRUN)
+    srun.chmod(0o755)
+    log = tmp_path / "srun.log"
+    job = slurm.sbatch(
+        f"--output={tmp_path}/job.out", "--cpus-per-task=2", SBATCH, *launcher,
+        "toy_translation", "ot_seq", "DATA", "RUN",
+        env={"PATH": f"{tmp_path / 'bin'}{os.pathsep}{slurm.env['PATH']}", "FAKE_SRUN_LOG": str(log)},
+    )
+    deadline = time.monotonic() + 60
+    while not log.exists():
+        assert time.monotonic() < deadline, "the job did not start within 60 s"
+        time.sleep(0.2)
+    slurm.run("scancel", "--batch", "--signal=USR1", job)
+
+    final = slurm.wait_job(job, timeout=60)
+    output = (tmp_path / "job.out").read_text()
+    assert final["JobState"] == "COMPLETED" and final["Restarts"] == "1", output
+    assert f"USR1 before the time limit: requeueing job {job}" in output
+    starts = log.read_text().splitlines()
+    assert [line.split(":")[0] for line in starts] == ["start 0", "start 1"]
+    assert all(re.fullmatch(rf"start \d: {step}", line) for line in starts), starts
