@@ -17,6 +17,7 @@ from slurm_cluster import SlurmCluster, missing_binaries
 
 LAUNCH = REPO / "scripts" / "cluster" / "launch.sh"
 SBATCH = REPO / "scripts" / "cluster" / "train.sbatch"
+RESTORE = REPO / "scripts" / "cluster" / "restore_last_checkpoint.py"
 # The toy_translation recipe with a smaller model; --log-interval 1 logs every update.
 FAST = [*TINY_TRANSFORMER, "--log-interval", "1"]
 CPU_PROCESSES = ["--cpu", "--nproc-per-node", "2"]
@@ -196,3 +197,26 @@ def test_usr1_before_the_time_limit_requeues_the_job(slurm, tmp_path, launcher, 
     starts = log.read_text().splitlines()
     assert [line.split(":")[0] for line in starts] == ["start 0", "start 1"]
     assert all(re.fullmatch(rf"start \d: {step}", line) for line in starts), starts
+
+
+def test_truncated_checkpoint_last_is_restored_from_the_newest_intact(tmp_path):
+    """A kill while fairseq copies checkpoint_last.pt leaves it truncated."""
+    for name, updates in [("checkpoint_1_5.pt", 5), ("checkpoint_2_10.pt", 10), ("checkpoint_best.pt", 10)]:
+        torch.save({"num_updates": updates}, tmp_path / name)
+        time.sleep(0.01)  # distinct modification times, in saving order
+    intact = (tmp_path / "checkpoint_2_10.pt").read_bytes()
+    (tmp_path / "checkpoint_best.pt").write_bytes(intact[: len(intact) // 2])  # the copy was cut short too
+    (tmp_path / "checkpoint_last.pt").write_bytes(intact[:100])
+
+    _, output = run_cli("python", RESTORE, tmp_path)
+    assert "restored it from checkpoint_2_10.pt" in output
+    assert torch.load(tmp_path / "checkpoint_last.pt")["num_updates"] == 10
+
+    _, output = run_cli("python", RESTORE, tmp_path)  # intact now: left alone
+    assert output == ""
+
+
+def test_checkpoint_last_with_no_intact_source_is_an_error(tmp_path):
+    (tmp_path / "checkpoint_last.pt").write_bytes(b"PK\x03\x04 cut")
+    code, output = run_cli("python", RESTORE, tmp_path, check=False)
+    assert code == 1 and "holds no intact checkpoint" in output

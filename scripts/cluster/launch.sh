@@ -79,6 +79,13 @@ fi
 [[ $nproc -ge 1 ]] || die "no GPU visible: pass --cpu to train on CPU processes"
 
 mkdir -p "$run_dir/checkpoints"
+# By the first node (torchrun) or task (slurm) alone: no process loads the checkpoint
+# before the rendezvous, which waits for this one.
+first_rank=$node_rank
+[[ $launcher == torchrun ]] || first_rank=${SLURM_PROCID:-0}
+if [[ $first_rank == 0 ]]; then
+    python -I "$repo/scripts/cluster/restore_last_checkpoint.py" "$run_dir/checkpoints"
+fi
 # --load-checkpoint-on-all-dp-ranks: every rank reads checkpoint_last.pt itself (so
 # RUN_DIR must be on a filesystem all nodes share, as it must for resuming anyway).
 # Otherwise fairseq sends rank 0's copy to the others through torch.load, whose
