@@ -6,6 +6,7 @@ checkpoint_last.pt instead of starting over."""
 import json
 import os
 import re
+import subprocess
 import time
 
 import pytest
@@ -89,6 +90,14 @@ def test_launcher_refuses_bad_arguments(toy_data_bin, tmp_path, arguments, messa
     assert code == 2
     assert re.search(message, output), output
     assert not (tmp_path / "run").exists()
+
+
+def test_batch_script_outside_slurm_says_so():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    result = subprocess.run(["bash", SBATCH, "toy_translation", "ot_seq", "DATA", "RUN"],
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "submit with sbatch; on one machine use scripts/cluster/launch.sh" in result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -60,13 +60,15 @@ shift 4
 compgen -G "${data%%:*}/dict.*.txt" > /dev/null \
     || die "${data%%:*} has no dict.*.txt: binarize the data with fairseq-preprocess first"
 case $launcher in torchrun | slurm) ;; *) die "--launcher is torchrun or slurm, not $launcher" ;; esac
-[[ $cpu == 1 && $launcher == slurm ]] \
-    && die "--launcher slurm needs GPUs (fairseq sets the CUDA device from SLURM_LOCALID); use torchrun with --cpu"
+if [[ $launcher == slurm ]]; then
+    [[ $cpu == 0 ]] || die "--launcher slurm needs GPUs (fairseq sets the CUDA device from SLURM_LOCALID); use torchrun with --cpu"
+    [[ -n ${SLURM_NTASKS:-} ]] || die "--launcher slurm runs as one of the tasks of srun"
+fi
 
 # fairseq_ot/recipes.py run as a file: `python -m fairseq_ot.recipes` would first
 # import fairseq through the package (seconds on every launch).
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-quoted_flags=$(python "$repo/fairseq_ot/recipes.py" "$recipe" "$criterion") || exit 2
+quoted_flags=$(python -I "$repo/fairseq_ot/recipes.py" "$recipe" "$criterion") || exit 2
 eval "recipe_flags=($quoted_flags)"
 
 if [[ -z $nproc ]]; then
