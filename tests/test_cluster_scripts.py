@@ -1,7 +1,8 @@
 """scripts/cluster/: the torchrun launcher on its own, and the Slurm batch job
 submitted to a real one-node Slurm on localhost (tests/slurm_cluster.py): it
-trains on two processes, and a job requeued mid-run resumes from
-checkpoint_last.pt instead of starting over."""
+trains on two processes, a job requeued mid-run resumes from checkpoint_last.pt
+instead of starting over, the warning signal before the time limit requeues
+the job, and a checkpoint_last.pt truncated by a kill is restored first."""
 
 import json
 import os
@@ -14,6 +15,7 @@ import torch
 
 import fairseq_ot  # noqa: F401  (allow-lists fairseq's checkpoint classes for torch.load)
 from conftest import REPO, TINY_TRANSFORMER, build, run_cli
+from fairseq_ot.recipes import recipe_args
 from slurm_cluster import SlurmCluster, missing_binaries
 
 LAUNCH = REPO / "scripts" / "cluster" / "launch.sh"
@@ -47,12 +49,14 @@ def log_records(run_dir):
 
 def updates_per_epoch(data_bin, processes):
     """fairseq's own count of the updates in one epoch of the recipe's batches
-    (--max-tokens 2000) shared among ``processes`` data-parallel workers."""
+    shared among ``processes`` data-parallel workers."""
+    recipe = recipe_args("toy_translation", "ot_seq")
     task, _, _ = build(data_bin, "--criterion", "label_smoothed_cross_entropy")
     task.load_dataset("train")
     iterator = task.get_batch_iterator(
-        task.dataset("train"), max_tokens=2000, required_batch_size_multiple=8,
-        seed=1, num_shards=processes, shard_id=0,
+        task.dataset("train"), max_tokens=int(recipe[recipe.index("--max-tokens") + 1]),
+        required_batch_size_multiple=8, seed=int(recipe[recipe.index("--seed") + 1]),
+        num_shards=processes, shard_id=0,
     )
     return len(iterator)
 
