@@ -138,7 +138,8 @@ def test_sbatch_trains_on_two_processes(slurm, toy_data_bin, tmp_path):
 
 
 def test_requeued_job_resumes_from_checkpoint_last(slurm, toy_data_bin, tmp_path):
-    run_dir, max_update = tmp_path / "run", 40
+    # Long enough that the job is still running when the requeue reaches it.
+    run_dir, max_update = tmp_path / "run", 60
     job = submit(slurm, toy_data_bin, run_dir, max_update)
     last = run_dir / "checkpoints" / "checkpoint_last.pt"
     deadline = time.monotonic() + 180
