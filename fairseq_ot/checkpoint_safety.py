@@ -14,6 +14,7 @@ import pickle
 import numpy as np
 import torch
 from fairseq import checkpoint_utils
+from fairseq.distributed import utils as distributed_utils
 
 _numpy_multiarray = (getattr(np, "_core", None) or np.core).multiarray
 
@@ -40,6 +41,30 @@ def install() -> None:
     load = checkpoint_utils.load_checkpoint_to_cpu
     if not getattr(load, "_fairseq_ot_guarded", False):
         checkpoint_utils.load_checkpoint_to_cpu = _explain_refusals(load)
+    broadcast = distributed_utils._broadcast_object_slow
+    if not getattr(broadcast, "_fairseq_ot_trusting", False):
+        distributed_utils._broadcast_object_slow = _trust_own_process_group(broadcast)
+
+
+def _trust_own_process_group(broadcast):
+    """fairseq hands rank 0's checkpoint state to the other ranks pickled and
+    unpickles it with a bare torch.load, which torch >= 2.6 makes weights-only:
+    the config objects in the state are refused and a run of several processes
+    cannot resume. The bytes come from rank 0 of the job's own process group,
+    which loaded the file weights-only already, so the receiving ranks unpickle
+    them in full."""
+
+    @functools.wraps(broadcast)
+    def broadcast_trusting_rank0(*args, **kwargs):
+        load = torch.load
+        torch.load = functools.partial(load, weights_only=False)
+        try:
+            return broadcast(*args, **kwargs)
+        finally:
+            torch.load = load
+
+    broadcast_trusting_rank0._fairseq_ot_trusting = True
+    return broadcast_trusting_rank0
 
 
 def _explain_refusals(load):

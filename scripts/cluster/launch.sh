@@ -88,15 +88,13 @@ first_rank=$node_rank
 if [[ $first_rank == 0 ]]; then
     python -I "$repo/scripts/cluster/restore_last_checkpoint.py" "$run_dir/checkpoints"
 fi
-# --load-checkpoint-on-all-dp-ranks: every rank reads checkpoint_last.pt itself (so
-# RUN_DIR must be on a filesystem all nodes share, as it must for resuming anyway).
-# Otherwise fairseq sends rank 0's copy to the others through torch.load, whose
-# weights-only default on torch >= 2.6 refuses fairseq's config objects: a run
-# with several processes could not resume.
+# Rank 0 reads checkpoint_last.pt and fairseq sends it to the other ranks (the
+# plugin lets that broadcast through torch >= 2.6's weights-only default); every
+# rank still checks that the file exists, so RUN_DIR must be on a filesystem all
+# nodes share.
 run_flags=(
     --save-dir "$run_dir/checkpoints" --log-format json --log-file "$run_dir/train.log"
     --save-interval-updates "$save_interval" --keep-interval-updates 1 --no-epoch-checkpoints
-    --load-checkpoint-on-all-dp-ranks
 )
 
 if [[ $launcher == slurm ]]; then
