@@ -55,9 +55,12 @@ def read_aligned(paths, allow_empty=False):
     return texts
 
 
-def find_raw_file(folder, name):
-    """``folder/name.gz`` or ``folder/name``, whichever exists."""
+def find_raw_file(folder, name, required=True):
+    """``folder/name.gz`` or ``folder/name``, whichever exists; if neither,
+    TextFileError, or None when not ``required``."""
     for candidate in (Path(folder) / f"{name}.gz", Path(folder) / name):
         if candidate.is_file():
             return candidate
-    raise TextFileError(f"{Path(folder) / name}[.gz]: no such file")
+    if required:
+        raise TextFileError(f"{Path(folder) / name}[.gz]: no such file")
+    return None
