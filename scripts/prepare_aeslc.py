@@ -78,7 +78,7 @@ def main(argv=None):
                               max_source_tokens=args.max_source_tokens,
                               pretokenized=args.format == "gigaword", held_out=args.held_out)
         prepare(out_dir, split_files(args), options)
-    except TextFileError as error:
+    except (TextFileError, FileExistsError) as error:
         sys.exit(f"error: {error}")
 
 

@@ -39,7 +39,7 @@ def main(argv=None):
         ]
         options = PrepOptions(args.source_lang, target_lang, args.source_lang, target_lang, args.bpe_merges)
         prepare(args.out_dir, splits, options)
-    except TextFileError as error:
+    except (TextFileError, FileExistsError) as error:
         sys.exit(f"error: {error}")
 
 

@@ -138,6 +138,15 @@ def test_script_reports_bad_input_as_one_line_error(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
 
 
+def test_never_replaces_a_folder_it_did_not_make(tmp_path):
+    raw = write_generated_multi30k(tmp_path / "raw", sizes=(20, 5, 5))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="exists and is not a prepared folder"):
+        script_main("prepare_multi30k")(["--raw-dir", str(raw), "--out-dir", str(tmp_path / "out")])
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["notes.txt"]
+
+
 # --- summarization layouts -----------------------------------------------------
 
 def test_aeslc_layout_truncates_sources_and_keeps_extra_references(tmp_path):

@@ -180,6 +180,9 @@ def prepare(out_dir, splits, options):
     if is_up_to_date(out_dir, splits, options):
         _say(f"{out_dir} is up to date, nothing to do")
         return False
+    if out_dir.exists() and not (out_dir / STAMP).is_file() and any(out_dir.iterdir()):
+        # replacing it would delete files this pipeline did not make
+        raise FileExistsError(f"{out_dir} exists and is not a prepared folder (no {STAMP}); choose another --out-dir")
     work = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
     old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
