@@ -1,0 +1,66 @@
+"""UTF-8 line files, plain or gzip'd, read with errors that name the file and
+the line, and parallel files checked to have one line per line."""
+
+import gzip
+from pathlib import Path
+
+
+class TextFileError(ValueError):
+    """A corpus file is not usable: bad encoding, empty line, misalignment."""
+
+
+def read_lines(path, allow_empty=False):
+    """The lines of ``path`` (``.gz`` or plain) without their line ends.
+
+    Raises TextFileError naming the file and 1-based line number on bytes
+    that are not UTF-8 and, unless ``allow_empty``, on a blank line (a blank
+    source or target cannot be learned from and shifts nothing visibly)."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as error:
+        raise TextFileError(f"{path}: cannot read: {error}") from error
+    raw_lines = data.split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()  # the final line end
+    lines = []
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            line = raw.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as error:
+            raise TextFileError(
+                f"{path}:{number}: not UTF-8 (byte {raw[error.start]:#04x} at column {error.start + 1})"
+            ) from None
+        if not allow_empty and not line.strip():
+            raise TextFileError(f"{path}:{number}: empty line")
+        lines.append(line)
+    return lines
+
+
+def read_aligned(paths, allow_empty=False):
+    """The lines of several files that must correspond line by line, as a list
+    per file; TextFileError when their line counts differ."""
+    texts = [read_lines(path, allow_empty=allow_empty) for path in paths]
+    counts = [len(text) for text in texts]
+    if len(set(counts)) > 1:
+        shortest = min(range(len(paths)), key=counts.__getitem__)
+        longest = max(range(len(paths)), key=counts.__getitem__)
+        raise TextFileError(
+            f"misaligned files: {paths[longest]} has {counts[longest]} lines but "
+            f"{paths[shortest]} has {counts[shortest]}; "
+            f"{paths[longest]}:{counts[shortest] + 1} has no counterpart"
+        )
+    return texts
+
+
+def find_raw_file(folder, name, required=True):
+    """``folder/name.gz`` or ``folder/name``, whichever exists; if neither,
+    TextFileError, or None when not ``required``."""
+    for candidate in (Path(folder) / f"{name}.gz", Path(folder) / name):
+        if candidate.is_file():
+            return candidate
+    if required:
+        raise TextFileError(f"{Path(folder) / name}[.gz]: no such file")
+    return None
