@@ -102,6 +102,9 @@ class OTSeqCriterion(LabelSmoothedCrossEntropyCriterion):
         )
         require(ot_weight >= 0, "--ot-weight", ">= 0", ot_weight)
         require(ot_copy_weight >= 0, "--ot-copy-weight", ">= 0", ot_copy_weight)
+        if ot_copy_weight > 0 and task is not None and task.source_dictionary is None:
+            raise ValueError(f"--ot-copy-weight needs source tokens; the source of "
+                             f"{type(task).__name__} is not text (image features?)")
         require(ot_beta >= MIN_OT_BETA, "--ot-beta", f">= {MIN_OT_BETA}", ot_beta)
         require(ot_iters >= 1, "--ot-iters", ">= 1", ot_iters)
         require(ot_inner_iters >= 1, "--ot-inner-iters", ">= 1", ot_inner_iters)
