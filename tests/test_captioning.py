@@ -162,3 +162,116 @@ def test_train_has_one_item_per_caption_generation_one_per_image(data_bin):
     per_caption, _, _ = captioner(data_bin, "--criterion", "cross_entropy", "--caption-eval-items", "captions")
     per_caption.load_dataset("valid")
     assert len(per_caption.dataset("valid")) == 60
+
+
+@pytest.fixture(scope="module")
+def grid_features(raw_flickr, tmp_path_factory):
+    """A folder of NAME.npy grids of 1 to 4 regions per image: the pooled
+    vector and random regions."""
+    folder = tmp_path_factory.mktemp("grids")
+    rng = np.random.default_rng(1)
+    with np.load(raw_flickr / "features.npz") as arrays:
+        for i, (name, pooled) in enumerate(zip(arrays["names"], arrays["features"])):
+            extra = rng.normal(0, 1, (i % 4, FEATURE_DIM))
+            np.save(folder / f"{name[:-len('.jpg')]}.npy", np.vstack([pooled, extra]).astype(np.float32))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def grid_captioner(data_bin, grid_features):
+    task, model, _ = captioner(data_bin, "--criterion", "cross_entropy", "--caption-features",
+                               str(grid_features), "--caption-region-positions", "4")
+    task.load_dataset("valid")
+    return task, model.eval()
+
+
+def test_padded_regions_change_nothing(grid_captioner):
+    task, model = grid_captioner
+    dataset = task.dataset("valid")
+    items = [dataset[i] for i in range(6)]
+    assert len({len(item["source"]) for item in items}) > 1
+    batch = dataset.collater(items)
+    with torch.no_grad():
+        together = model(**batch["net_input"])[0]
+        for row, item in enumerate(items):
+            alone = model(**dataset.collater([item])["net_input"])[0][0]
+            assert torch.allclose(together[row, : len(alone)], alone, atol=1e-5)
+
+
+def test_beam_search_on_a_batch_equals_each_image_alone(grid_captioner):
+    from fairseq.sequence_generator import SequenceGenerator
+
+    task, model = grid_captioner
+    dataset = task.dataset("valid")
+    generator = SequenceGenerator([model], task.target_dictionary, beam_size=3, max_len_b=12)
+    items = [dataset[i] for i in range(5)]
+    together = generator.generate([model], dataset.collater(items))
+    for row, item in enumerate(items):
+        alone = generator.generate([model], dataset.collater([item]))[0]
+        assert [h["tokens"].tolist() for h in together[row]] == [h["tokens"].tolist() for h in alone]
+        assert torch.allclose(together[row][0]["score"], alone[0]["score"], atol=1e-5)
+
+
+def test_regions_beyond_the_position_embeddings_are_refused(data_bin, grid_features):
+    task, model, _ = captioner(data_bin, "--criterion", "cross_entropy", "--caption-features",
+                               str(grid_features), "--caption-region-positions", "2")
+    task.load_dataset("valid")
+    dataset = task.dataset("valid")
+    with pytest.raises(ValueError, match="--caption-region-positions 2"):
+        model(**dataset.collater([dataset[i] for i in range(4)])["net_input"])
+
+
+def caption_nll(model, sample):
+    """Per-token NLL of the targets: the measure all criterions should lower."""
+    with torch.no_grad():
+        lprobs = model.get_normalized_probs(model(**sample["net_input"]), log_probs=True)
+    target = sample["target"]
+    real = target.ne(model.decoder.padding_idx)
+    return float(-lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)[real].mean())
+
+
+class PlainOptimizer:
+    """The part of fairseq's optimizer interface that task.train_step uses."""
+
+    def __init__(self, parameters):
+        self.adam = torch.optim.Adam(parameters, lr=3e-3)
+
+    def backward(self, loss):
+        loss.backward()
+
+
+@pytest.mark.parametrize("task,args", [
+    ("captioning", ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]),
+    ("captioning", ["--criterion", "ot_seq", "--label-smoothing", "0.1", "--ot-iters", "10"]),
+    ("captioning", ["--criterion", "scheduled_sampling", "--ss-mode", "two_pass",
+                    "--ss-schedule", "constant", "--ss-k", "0.5"]),
+    ("captioning", ["--criterion", "scheduled_sampling", "--ss-mode", "stepwise",
+                    "--ss-schedule", "constant", "--ss-k", "0.5"]),
+    ("captioning", ["--criterion", "gjs", "--gjs-mode", "token", "--gjs-pi", "0.5"]),
+    ("mediator_captioning", ["--criterion", "cot", "--cot-max-len-a", "0", "--cot-max-len-b", "12"]),
+    ("mediator_captioning", ["--criterion", "gjs", "--gjs-mode", "mediator", "--gjs-pi", "0.5",
+                             "--cot-max-len-a", "0", "--cot-max-len-b", "12"]),
+])
+def test_every_encoder_decoder_criterion_trains_the_captioner(data_bin, task, args):
+    task, model, criterion = captioner(data_bin, *args, task=task)
+    task.load_dataset("train")
+    task.load_dataset("valid")
+    valid = task.dataset("valid")
+    valid_batch = valid.collater([valid[i] for i in range(len(valid))])
+    model.eval()
+    before = caption_nll(model, valid_batch)
+    optimizer = PlainOptimizer(model.parameters())
+    batches = task.get_batch_iterator(task.dataset("train"), max_sentences=16, seed=1)
+    for update, sample in enumerate(batches.next_epoch_itr(shuffle=True)):
+        loss, _, _ = task.train_step(sample, model, criterion, optimizer, update)
+        assert torch.isfinite(loss)
+        optimizer.adam.step()
+        optimizer.adam.zero_grad()
+    model.eval()
+    assert caption_nll(model, valid_batch) < 0.8 * before
+
+
+def test_ot_copy_term_without_source_tokens_is_a_one_line_error(data_bin):
+    with pytest.raises(ValueError, match="--ot-copy-weight needs source tokens") as error:
+        captioner(data_bin, "--criterion", "ot_seq", "--ot-copy-weight", "0.1")
+    assert "\n" not in str(error.value)
