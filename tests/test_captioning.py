@@ -275,3 +275,21 @@ def test_ot_copy_term_without_source_tokens_is_a_one_line_error(data_bin):
     with pytest.raises(ValueError, match="--ot-copy-weight needs source tokens") as error:
         captioner(data_bin, "--criterion", "ot_seq", "--ot-copy-weight", "0.1")
     assert "\n" not in str(error.value)
+
+
+def test_run_script_prepares_trains_generates_and_scores_every_test_image(raw_flickr, tmp_path, monkeypatch):
+    from conftest import run_cli
+    from fairseq_ot.evaluation.scores import read_scores
+
+    for key, value in (("RAW", str(raw_flickr)), ("BEAM", "2"), ("SCORE_FLAGS", "--no-meteor"),
+                       ("PREPARE_FLAGS", f"--features {raw_flickr / 'features.npz'} --bpe-merges 60")):
+        monkeypatch.setenv(key, value)
+    run_dir = tmp_path / "run"
+    run_cli(REPO / "user_dir_examples" / "captioning" / "run.sh", run_dir, "label_smoothed_cross_entropy",
+            *TINY_CAPTIONER[2:], "--decoder-embed-dim", "64", "--dropout", "0.1", "--max-update", "150",
+            "--max-tokens", "500", "--warmup-updates", "10", "--lr", "0.005")
+    record = read_scores(run_dir / "scores_test.json")
+    assert record["hypotheses"] == 12 and record["criterion"] == "label_smoothed_cross_entropy"
+    # four kinds of generated image, each with its own five captions: learnable
+    assert record["metrics"]["bleu1"] > 50
+    assert (run_dir / "train.log").is_file()

@@ -4,7 +4,8 @@
 # Usage: user_dir_examples/captioning/run.sh RUN_DIR [CRITERION] [extra fairseq-train flags...]
 # Environment: RAW (raw Flickr8k folder, default ../shared/data/flickr8k),
 # DATA (prepared folder, default RUN_DIR/../flickr8k-data-bin),
-# PREPARE_FLAGS (more flags of scripts/prepare_flickr8k.py), BEAM (default 3).
+# PREPARE_FLAGS (more flags of scripts/prepare_flickr8k.py), BEAM (default 3),
+# SCORE_FLAGS (more flags of scripts/score_captions.py, e.g. --no-meteor).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 run_dir=${1:?usage: run.sh RUN_DIR [CRITERION] [fairseq-train flags...]}
@@ -28,5 +29,6 @@ fairseq-generate "$data" --user-dir "$repo/fairseq_ot" --cpu --task "$task" \
     --beam "${BEAM:-3}" --max-len-a 0 --max-len-b 40 --batch-size 64 \
     --required-batch-size-multiple 1 --post-process subword_nmt > "$run_dir/generate-test.txt"
 
+# shellcheck disable=SC2086
 python "$repo/scripts/score_captions.py" "$run_dir/generate-test.txt" --data "$data" --split test \
-    --run-dir "$run_dir" --recipe captioning --criterion "$criterion"
+    --run-dir "$run_dir" --recipe captioning --criterion "$criterion" ${SCORE_FLAGS:-}
