@@ -103,3 +103,14 @@ def test_scores_file_records_every_metric_and_a_missing_image_is_an_error(tmp_pa
     write_generate_output(output, HYPOTHESES, range(3))
     with pytest.raises(SystemExit, match="3 hypotheses for 4 references"):
         score_captions.main([str(output), "--data", str(data), "--no-meteor"])
+
+
+def test_references_misaligned_with_image_names_are_an_error(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "test.images.txt").write_text("a.jpg\na.jpg\nb.jpg\n")
+    (data / "test.references.txt").write_text("a dog\na brown dog\n")
+    output = tmp_path / "generate-test.txt"
+    write_generate_output(output, ["a dog", "a cat"], range(2))
+    with pytest.raises(SystemExit, match=r"test.references.txt: 2 captions for 3 image names.*misaligned"):
+        score_captions.main([str(output), "--data", str(data), "--no-meteor"])
