@@ -19,6 +19,8 @@ from fairseq.models.transformer import Embedding, TransformerDecoder, Transforme
 from fairseq.models.transformer.transformer_legacy import base_architecture
 from fairseq.modules import FairseqDropout, LayerNorm
 
+from fairseq_ot.criterions.flag_checks import FlagError
+
 
 class ImageFeatureEncoder(FairseqEncoder):
     def __init__(self, feature_dim, embed_dim, dropout, max_regions):
@@ -40,7 +42,7 @@ class ImageFeatureEncoder(FairseqEncoder):
         x = self.project(features)
         if self.region_positions is not None:
             if n_regions > self.max_regions:
-                raise ValueError(f"{n_regions} regions per image, more than "
+                raise FlagError(f"{n_regions} regions per image, more than "
                                  f"--caption-region-positions {self.max_regions}")
             x = x + self.region_positions.weight[:n_regions]
         x = self.dropout(self.layer_norm(x))
@@ -88,9 +90,9 @@ class CaptioningTransformerModel(FairseqEncoderDecoderModel):
     def build_model(cls, args, task):
         captioning_transformer(args)
         if getattr(task, "feature_dim", None) is None:
-            raise ValueError(f"--arch {args.arch} needs image features: use --task captioning")
+            raise FlagError(f"--arch {args.arch} needs image features: use --task captioning")
         if args.caption_region_positions < 0:
-            raise ValueError(f"--caption-region-positions must be >= 0, got {args.caption_region_positions}")
+            raise FlagError(f"--caption-region-positions must be >= 0, got {args.caption_region_positions}")
         dictionary = task.target_dictionary
         embed_tokens = Embedding(len(dictionary), args.decoder_embed_dim, dictionary.pad())
         encoder = ImageFeatureEncoder(task.feature_dim, args.encoder_embed_dim, args.dropout,
