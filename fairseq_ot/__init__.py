@@ -10,6 +10,8 @@ from fairseq_ot import checkpoint_safety, numpy_compat
 from fairseq_ot import criterions  # noqa: F401  (registers the criterions)
 from fairseq_ot.criterions.flag_checks import FlagError, install_one_line_errors
 from fairseq_ot.tasks import mediator  # noqa: F401  (registers the mediator tasks)
+from fairseq_ot.tasks import captioning  # noqa: F401  (registers the captioning tasks)
+from fairseq_ot.models import captioning_transformer  # noqa: F401  (registers the captioning model)
 
 checkpoint_safety.install()
 numpy_compat.install()

@@ -53,7 +53,7 @@ class MediatorObjective(FairseqCriterion):
         if not isinstance(task, MediatorTaskMixin):
             raise FlagError(
                 f"{self.mediator_flags} needs a generator and a mediator: use --task "
-                f"mediator_translation or mediator_language_modeling, not "
+                f"mediator_translation, mediator_language_modeling or mediator_captioning, not "
                 f"{type(task).__name__}"
             )
         require(cot_max_len_a >= 0, "--cot-max-len-a", ">= 0", cot_max_len_a)

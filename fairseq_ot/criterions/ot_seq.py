@@ -107,6 +107,9 @@ class OTSeqCriterion(LabelSmoothedCrossEntropyCriterion):
         )
         require_weight("--ot-weight", ot_weight)
         require_weight("--ot-copy-weight", ot_copy_weight)
+        if ot_copy_weight > 0 and task is not None and task.source_dictionary is None:
+            raise FlagError(f"--ot-copy-weight needs source tokens; the source of "
+                            f"{type(task).__name__} is not text (image features?)")
         require(ot_beta >= MIN_OT_BETA, "--ot-beta", f">= {MIN_OT_BETA}", ot_beta)
         require(ot_iters >= 1, "--ot-iters", ">= 1", ot_iters)
         require(ot_inner_iters >= 1, "--ot-inner-iters", ">= 1", ot_inner_iters)

@@ -1,0 +1,163 @@
+#!/usr/bin/env python
+"""Flickr8k captions to fairseq binarized data for `--task captioning`.
+
+Captions are Moses-tokenized (sacremoses, no escaping) and lower-cased, split
+by subword-nmt BPE learned on the training captions only, and binarized by
+fairseq-preprocess into a target dictionary and SPLIT.{bin,idx}; beside them
+go the image of each caption (SPLIT.images.txt), the tokenized captions as
+references for scoring (SPLIT.references.txt) and the path of the image
+features (features.txt). Every image of the splits must have captions and
+features. The output folder is written under a temporary name and renamed
+when complete; running again with the same settings does nothing.
+
+Raw files (RAW folder), as distributed by Hodosh et al. (2013), "Framing Image
+Description as a Ranking Task" (official page, by request form:
+https://hockenmaier.cs.illinois.edu/8k-pictures.html; widely used mirror:
+https://github.com/jbrownlee/Datasets/releases/download/Flickr8k/Flickr8k_text.zip):
+
+    Flickr8k.token.txt[.gz]           IMAGE.jpg#N<TAB>caption
+    Flickr_8k.{train,dev,test}Images.txt   one image name a line
+
+Features: scripts/extract_image_features.py on Flickr8k_Dataset.zip's images
+(default RAW/flickr8k_effnetlite0_pool1280_fp16.npz).
+
+    python scripts/prepare_flickr8k.py [RAW] --dest data-bin/flickr8k
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from sacremoses import MosesTokenizer
+from subword_nmt.apply_bpe import BPE
+from subword_nmt.learn_bpe import learn_bpe
+from tqdm import tqdm
+
+from fairseq_ot.data.caption_dataset import FEATURES_FILE, images_file, references_file
+from fairseq_ot.data.image_features import load_image_features
+from fairseq_ot.data.text_lines import BadLineError, read_lines
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_RAW = REPO.parent / "shared" / "data" / "flickr8k"
+SPLIT_LISTS = {"train": "Flickr_8k.trainImages.txt", "valid": "Flickr_8k.devImages.txt",
+               "test": "Flickr_8k.testImages.txt"}
+SETTINGS_FILE = "prepared.json"
+
+
+def find_captions_file(raw):
+    for name in ("Flickr8k.token.txt.gz", "Flickr8k.token.txt"):
+        if (raw / name).is_file():
+            return raw / name
+    raise FileNotFoundError(f"{raw}: no Flickr8k.token.txt[.gz]")
+
+
+def read_captions(path):
+    """{image name: [captions]} from lines IMAGE#N<TAB>caption."""
+    captions = {}
+    for number, line in enumerate(read_lines(path), 1):
+        key, tab, caption = line.partition("\t")
+        name, hash_sign, _ = key.partition("#")
+        if not tab or not hash_sign or not name or not caption.strip():
+            raise BadLineError(f"{path}:{number}: expected IMAGE#N<TAB>caption, got {line[:80]!r}")
+        captions.setdefault(name, []).append(caption.strip())
+    return captions
+
+
+def read_split(path, captions, features, limit):
+    """The split's images, each checked to have captions and features."""
+    names = read_lines(path)
+    for number, name in enumerate(names, 1):
+        if name not in captions:
+            raise BadLineError(f"{path}:{number}: image {name!r} has no caption in the captions file")
+        if name not in features:
+            raise BadLineError(f"{path}:{number}: image {name!r} has no features in {features.path}")
+    return names[:limit] if limit else names
+
+
+def write_lines(path, lines):
+    with open(path, "w", encoding="utf-8") as out:
+        out.writelines(line + "\n" for line in lines)
+
+
+def prepare(raw, dest, features_path, bpe_merges, limit):
+    captions = read_captions(find_captions_file(raw))
+    features = load_image_features(features_path)
+    splits = {split: read_split(raw / name, captions, features, limit)
+              for split, name in SPLIT_LISTS.items()}
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+    try:
+        tokenizer = MosesTokenizer(lang="en")
+        text = work / "text"
+        text.mkdir()
+        for split, images in splits.items():
+            pairs = [(name, caption) for name in images for caption in captions[name]]
+            tokenized = [tokenizer.tokenize(caption, escape=False, return_str=True).lower()
+                         for _, caption in tqdm(pairs, desc=f"tokenize {split}", unit=" captions")]
+            write_lines(references_file(work, split), tokenized)
+            write_lines(images_file(work, split), [name for name, _ in pairs])
+        print(f"learning {bpe_merges} BPE merges on the training captions", flush=True)
+        with open(references_file(work, "train"), encoding="utf-8") as train, \
+                open(work / "bpe.codes", "w", encoding="utf-8") as codes:
+            learn_bpe(train, codes, bpe_merges)
+        with open(work / "bpe.codes", encoding="utf-8") as codes:
+            bpe = BPE(codes)
+        for split in splits:
+            lines = read_lines(references_file(work, split))
+            write_lines(text / f"{split}.bpe", [bpe.process_line(line)
+                                                for line in tqdm(lines, desc=f"bpe {split}", unit=" captions")])
+        subprocess.run([
+            sys.executable, "-m", "fairseq_cli.preprocess", "--only-source",
+            "--trainpref", text / "train.bpe", "--validpref", text / "valid.bpe",
+            "--testpref", text / "test.bpe", "--destdir", work, "--workers", "1",
+        ], check=True)
+        (work / FEATURES_FILE).write_text(f"{Path(features_path).resolve()}\n", encoding="utf-8")
+        (work / SETTINGS_FILE).write_text(json.dumps(settings(raw, features_path, bpe_merges, limit),
+                                                     indent=2) + "\n", encoding="utf-8")
+        work.rename(dest)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def settings(raw, features_path, bpe_merges, limit):
+    return {"raw": str(Path(raw).resolve()), "features": str(Path(features_path).resolve()),
+            "bpe_merges": bpe_merges, "max_images_per_split": limit}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("raw", nargs="?", type=Path, default=DEFAULT_RAW if DEFAULT_RAW.is_dir() else None,
+                        help=f"folder of the raw files (default {DEFAULT_RAW} when present)")
+    parser.add_argument("--dest", type=Path, required=True, help="output folder (fairseq DATA)")
+    parser.add_argument("--features", type=Path,
+                        help="image features .npz or .npy folder "
+                             "(default RAW/flickr8k_effnetlite0_pool1280_fp16.npz)")
+    parser.add_argument("--bpe-merges", type=int, default=3000, help="subword-nmt merge operations")
+    parser.add_argument("--max-images-per-split", type=int, default=0,
+                        help="keep the first N images of each split (0: all), for quick tests")
+    args = parser.parse_args(argv)
+    if args.raw is None:
+        parser.error(f"give the raw Flickr8k folder ({DEFAULT_RAW} is absent)")
+    features = args.features or args.raw / "flickr8k_effnetlite0_pool1280_fp16.npz"
+    wanted = settings(args.raw, features, args.bpe_merges, args.max_images_per_split)
+    recorded = args.dest / SETTINGS_FILE
+    if recorded.is_file() and json.loads(recorded.read_text()) == wanted:
+        print(f"{args.dest} is already prepared with these settings")
+        return
+    if args.dest.exists():
+        raise SystemExit(f"error: {args.dest} exists and was not prepared with these settings: "
+                         f"remove it or choose another --dest")
+    try:
+        prepare(args.raw, args.dest, features, args.bpe_merges, args.max_images_per_split)
+    except (BadLineError, FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"error: {error}")
+    print(f"prepared {args.dest}")
+
+
+if __name__ == "__main__":
+    main()

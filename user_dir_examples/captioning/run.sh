@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Flickr8k captioning with one criterion: prepare (idempotent), train, generate
+# the test captions (one per image), score them against all five references.
+# Usage: user_dir_examples/captioning/run.sh RUN_DIR [CRITERION] [extra fairseq-train flags...]
+# Environment: RAW (raw Flickr8k folder, default ../shared/data/flickr8k),
+# DATA (prepared folder, default RUN_DIR/../flickr8k-data-bin),
+# PREPARE_FLAGS (more flags of scripts/prepare_flickr8k.py), BEAM (default 3),
+# SCORE_FLAGS (more flags of scripts/score_captions.py, e.g. --no-meteor).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+run_dir=${1:?usage: run.sh RUN_DIR [CRITERION] [fairseq-train flags...]}
+criterion=${2:-label_smoothed_cross_entropy}
+shift $(( $# < 2 ? $# : 2 ))
+raw=${RAW:-$repo/../shared/data/flickr8k}
+data=${DATA:-$(dirname "$run_dir")/flickr8k-data-bin}
+mkdir -p "$run_dir"
+
+# shellcheck disable=SC2086  # PREPARE_FLAGS holds several words
+python "$repo/scripts/prepare_flickr8k.py" "$raw" --dest "$data" ${PREPARE_FLAGS:-}
+
+eval "recipe=($(python -m fairseq_ot.recipes captioning "$criterion"))"
+fairseq-train "$data" --user-dir "$repo/fairseq_ot" --cpu "${recipe[@]}" \
+    --no-epoch-checkpoints --save-dir "$run_dir/checkpoints" \
+    --log-format json --log-file "$run_dir/train.log" "$@"
+
+task=$(python -m fairseq_ot.recipes captioning "$criterion" --task)
+fairseq-generate "$data" --user-dir "$repo/fairseq_ot" --cpu --task "$task" \
+    --path "$run_dir/checkpoints/checkpoint_best.pt" --gen-subset test \
+    --beam "${BEAM:-3}" --max-len-a 0 --max-len-b 40 --batch-size 64 \
+    --required-batch-size-multiple 1 --post-process subword_nmt > "$run_dir/generate-test.txt"
+
+# shellcheck disable=SC2086
+python "$repo/scripts/score_captions.py" "$run_dir/generate-test.txt" --data "$data" --split test \
+    --run-dir "$run_dir" --recipe captioning --criterion "$criterion" ${SCORE_FLAGS:-}
