@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from fairseq_ot.data.caption_dataset import FEATURES_FILE, images_file, references_file
 from fairseq_ot.data.image_features import load_image_features
-from fairseq_ot.data.text_lines import BadLineError, read_lines
+from fairseq_ot.data_prep.text_files import TextFileError, read_lines
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RAW = REPO.parent / "shared" / "data" / "flickr8k"
@@ -62,7 +62,7 @@ def read_captions(path):
         key, tab, caption = line.partition("\t")
         name, hash_sign, _ = key.partition("#")
         if not tab or not hash_sign or not name or not caption.strip():
-            raise BadLineError(f"{path}:{number}: expected IMAGE#N<TAB>caption, got {line[:80]!r}")
+            raise TextFileError(f"{path}:{number}: expected IMAGE#N<TAB>caption, got {line[:80]!r}")
         captions.setdefault(name, []).append(caption.strip())
     return captions
 
@@ -72,9 +72,9 @@ def read_split(path, captions, features, limit):
     names = read_lines(path)
     for number, name in enumerate(names, 1):
         if name not in captions:
-            raise BadLineError(f"{path}:{number}: image {name!r} has no caption in the captions file")
+            raise TextFileError(f"{path}:{number}: image {name!r} has no caption in the captions file")
         if name not in features:
-            raise BadLineError(f"{path}:{number}: image {name!r} has no features in {features.path}")
+            raise TextFileError(f"{path}:{number}: image {name!r} has no features in {features.path}")
     return names[:limit] if limit else names
 
 
@@ -154,7 +154,7 @@ def main(argv=None):
                          f"remove it or choose another --dest")
     try:
         prepare(args.raw, args.dest, features, args.bpe_merges, args.max_images_per_split)
-    except (BadLineError, FileNotFoundError, ValueError) as error:
+    except (TextFileError, FileNotFoundError, ValueError) as error:
         raise SystemExit(f"error: {error}")
     print(f"prepared {args.dest}")
 

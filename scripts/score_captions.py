@@ -22,7 +22,7 @@ from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS
 
 from fairseq_ot.data.caption_dataset import group_by_image, images_file, references_file
-from fairseq_ot.data.text_lines import read_lines
+from fairseq_ot.data_prep.text_files import read_lines
 from fairseq_ot.evaluation.generate_output import HypothesisCountError, read_hypotheses
 from fairseq_ot.evaluation.scores import write_scores
 

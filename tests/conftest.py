@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import subprocess
 from pathlib import Path
@@ -11,6 +12,16 @@ from fairseq_ot.toy_corpus import write_toy_corpus
 
 REPO = Path(__file__).resolve().parent.parent
 USER_DIR = str(REPO / "fairseq_ot")
+# real corpora beside the checkout; tests that need them skip without them
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def load_script(name):
+    """A script of scripts/ imported as a module."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
 
 TINY_TRANSFORMER = [
     "--arch", "transformer", "--share-all-embeddings",

@@ -4,7 +4,7 @@ from collections import Counter
 import pytest
 import sacrebleu
 
-from test_captioning import load_script
+from conftest import load_script
 
 score_captions = load_script("score_captions")
 

@@ -1,4 +1,3 @@
-import importlib.util
 import shutil
 
 import numpy as np
@@ -6,20 +5,15 @@ import pytest
 import torch
 
 from captioning_data import FEATURE_DIM, write_raw_flickr
-from conftest import REPO, build
+from conftest import REPO, SHARED_DATA, build, load_script
 
-SHARED_FLICKR = REPO.parent / "shared" / "data" / "flickr8k"
+SHARED_FLICKR = SHARED_DATA / "flickr8k"
 TINY_CAPTIONER = [
     "--arch", "captioning_transformer", "--decoder-layers", "1", "--decoder-embed-dim", "32",
     "--decoder-ffn-embed-dim", "64", "--decoder-attention-heads", "2",
 ]
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 prepare_flickr8k = load_script("prepare_flickr8k")

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_captioning import SHARED_FLICKR, load_script
+from conftest import load_script
+from test_captioning import SHARED_FLICKR
 
 extract_image_features = load_script("extract_image_features")
 SAMPLE_IMAGES = SHARED_FLICKR / "sample_images_224"

@@ -2,27 +2,20 @@
 fairseq JSON train-log parser they share, on crafted run folders whose
 numbers are known and on the log of a real, restarted fairseq-train run."""
 
-import importlib.util
 import json
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 
 from fairseq_ot.evaluation.scores import write_scores
 from fairseq_ot.evaluation.train_log import curve, parse_train_log, read_train_log
 
-from conftest import REPO, TINY_TRANSFORMER, USER_DIR, run_cli
+from conftest import TINY_TRANSFORMER, USER_DIR, load_script, run_cli
 
 MLE = "label_smoothed_cross_entropy"
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
 
 
 collect_results = load_script("collect_results")

@@ -2,7 +2,6 @@
 transcription of the equations, its sampling against exact probabilities, and
 the fairseq corpus made of its samples mapping back to oracle ids."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,8 @@ from fairseq_ot.synthetic.lm_data import (
 )
 from fairseq_ot.synthetic.oracle import RANDOM_ORACLE_SEED, OracleLSTM
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+from conftest import SHARED_DATA
+
 ORACLE_NPZ = SHARED_DATA / "oracle" / "seqgan_oracle_lstm.npz"
 
 

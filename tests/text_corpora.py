@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
-
-SHARED_DATA = REPO.parent / "shared" / "data"
+from conftest import REPO, SHARED_DATA
 
 EN_DE = {
     "the": "der", "a": "ein", "man": "Mann", "dog": "Hund", "child": "Kind", "woman": "Frau",

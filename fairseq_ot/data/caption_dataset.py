@@ -17,7 +17,7 @@ import torch
 from fairseq.data import FairseqDataset, data_utils
 
 from fairseq_ot.data.image_features import MissingFeaturesError
-from fairseq_ot.data.text_lines import read_lines
+from fairseq_ot.data_prep.text_files import read_lines
 
 FEATURES_FILE = "features.txt"
 
