@@ -6,7 +6,8 @@ import logging
 import os
 import sys
 
-import fairseq_ot  # noqa: F401  (registers criterions, tasks and models)
+import fairseq_ot  # registers criterions, tasks and models
+from fairseq_ot.criterions.flag_checks import print_one_line
 
 
 def _run(cli_module):
@@ -39,4 +40,19 @@ def validate():
 
 
 def hydra_train():
+    # hydra catches the task's exceptions and prints them with a traceback
+    # before fairseq_ot's excepthook could see them: report the plugin's flag
+    # errors inside the task, as one line, and leave by SystemExit, which
+    # hydra lets through
+    hydra_cli = importlib.import_module("fairseq_cli.hydra_train")
+    run_task = hydra_cli._hydra_main
+
+    def one_line_errors(cfg, **kwargs):
+        try:
+            return run_task(cfg, **kwargs)
+        except fairseq_ot.ONE_LINE_ERRORS as error:
+            print_one_line(error)
+            raise SystemExit(2) from None
+
+    hydra_cli._hydra_main = one_line_errors
     _run("hydra_train")

@@ -79,12 +79,17 @@ def test_checkpoints_load_weights_only(trained):
     assert state["optimizer_history"][-1]["num_updates"] == 200
 
 
-def test_checkpoint_with_a_foreign_class_is_refused(toy_data_bin, trained, tmp_path):
+def write_crafted_checkpoint(trained, path):
+    """The trained checkpoint with one extra pickled class in it."""
     save_dir, _ = trained
     state = torch.load(save_dir / "checkpoint_last.pt", weights_only=True)
     state["extra_state"]["payload"] = fractions.Fraction(1, 3)
+    torch.save(state, path)
+
+
+def test_checkpoint_with_a_foreign_class_is_refused(toy_data_bin, trained, tmp_path):
     crafted = tmp_path / "crafted.pt"
-    torch.save(state, crafted)
+    write_crafted_checkpoint(trained, crafted)
 
     with pytest.raises(UnsafeCheckpointError, match="fractions.Fraction"):
         checkpoint_utils.load_checkpoint_to_cpu(str(crafted))
@@ -92,5 +97,14 @@ def test_checkpoint_with_a_foreign_class_is_refused(toy_data_bin, trained, tmp_p
         "fairseq-generate", toy_data_bin, "--user-dir", USER_DIR, "--cpu",
         "--path", crafted, "--gen-subset", "test", check=False,
     )
-    assert code != 0
-    assert re.search(r"refused to load checkpoint .*crafted\.pt: it pickles fractions\.Fraction", output)
+    assert code == 2 and "Traceback" not in output
+    assert re.match(r"fairseq-generate: error: refused to load checkpoint .*crafted\.pt: "
+                    r"it pickles fractions\.Fraction", output.splitlines()[-1])
+
+
+def test_resuming_from_a_checkpoint_with_a_foreign_class_is_refused(toy_data_bin, trained, tmp_path):
+    write_crafted_checkpoint(trained, tmp_path / "checkpoint_last.pt")
+    code, output = run_cli(*train_command("fairseq-ot-train", toy_data_bin, tmp_path, 240), check=False)
+    assert code == 2 and "Traceback" not in output
+    assert re.match(r"fairseq-ot-train: error: refused to load checkpoint .*checkpoint_last\.pt: "
+                    r"it pickles fractions\.Fraction", output.splitlines()[-1])

@@ -9,7 +9,7 @@ from fairseq.logging import metrics
 from omegaconf import II
 
 from fairseq_ot.models.generator_mediator import GeneratorMediatorModel
-from fairseq_ot.criterions.flag_checks import require
+from fairseq_ot.criterions.flag_checks import FlagError, require
 from fairseq_ot.modules.batch_random import batch_generator
 from fairseq_ot.modules.divergences import (
     js_pi_terms,
@@ -47,12 +47,14 @@ class MediatorObjective(FairseqCriterion):
     generator samples; the generator minimizes 2 (1 - pi) KL[G||M] along its
     own samples, sum_t pi_g^T (log pi_g - log pi_m) with pi_m detached."""
 
+    mediator_flags = "--criterion cot"  # what asked for a mediator, for errors
+
     def __init__(self, task, sentence_avg, pi, cot_max_len_a, cot_max_len_b,
                  cot_samples_per_source, cot_mediator_steps, seed):
         super().__init__(task)
         if not isinstance(task, MediatorTaskMixin):
-            raise ValueError(
-                f"this criterion needs a generator and a mediator: use --task "
+            raise FlagError(
+                f"{self.mediator_flags} needs a generator and a mediator: use --task "
                 f"mediator_translation or mediator_language_modeling, not "
                 f"{type(task).__name__}"
             )
@@ -232,7 +234,9 @@ def check_wrapped_model(model):
     forwards per update that the criterion runs."""
     while hasattr(model, "module"):
         if isinstance(model, torch.nn.parallel.DistributedDataParallel):
-            raise ValueError("cot/gjs run several forwards per update: use --ddp-backend legacy_ddp")
+            raise FlagError("--ddp-backend pytorch_ddp refuses the several forwards per update of "
+                            "cot and gjs: use --ddp-backend legacy_ddp")
         model = model.module
     if not isinstance(model, GeneratorMediatorModel):
-        raise ValueError("this criterion needs the model of a mediator task")
+        raise FlagError(f"--criterion cot and --gjs-mode mediator need the model of a mediator task, "
+                        f"got {type(model).__name__}")

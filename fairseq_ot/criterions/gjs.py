@@ -44,6 +44,8 @@ class GJSCriterion(MediatorObjective):
     mediator learns M = pi P_data + (1 - pi) G, the generator follows
     2 (1 - pi) KL[G||M] along its samples; pi = 1/2 is `cot` exactly."""
 
+    mediator_flags = "--gjs-mode mediator"
+
     def __init__(self, task, sentence_avg, gjs_pi, gjs_mode, label_smoothing,
                  cot_max_len_a, cot_max_len_b, cot_samples_per_source, cot_mediator_steps, seed):
         require(0 < gjs_pi < 1, "--gjs-pi", "in (0, 1)", gjs_pi)

@@ -11,7 +11,12 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 
-from fairseq_ot.criterions.flag_checks import require
+from fairseq_ot.criterions.flag_checks import (
+    FlagError,
+    check_label_smoothing_flags,
+    require,
+    require_weight,
+)
 from fairseq_ot.modules.optimal_transport import GRADIENT_MODES, SOLVERS
 from fairseq_ot.modules.soft_embedding import sequence_ot_distance, soft_embed
 from fairseq_ot.modules.update_counter import follow_update_count
@@ -100,14 +105,14 @@ class OTSeqCriterion(LabelSmoothedCrossEntropyCriterion):
         super().__init__(
             task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy
         )
-        require(ot_weight >= 0, "--ot-weight", ">= 0", ot_weight)
-        require(ot_copy_weight >= 0, "--ot-copy-weight", ">= 0", ot_copy_weight)
+        require_weight("--ot-weight", ot_weight)
+        require_weight("--ot-copy-weight", ot_copy_weight)
         require(ot_beta >= MIN_OT_BETA, "--ot-beta", f">= {MIN_OT_BETA}", ot_beta)
         require(ot_iters >= 1, "--ot-iters", ">= 1", ot_iters)
         require(ot_inner_iters >= 1, "--ot-inner-iters", ">= 1", ot_inner_iters)
         require(ot_temperature > 0, "--ot-temperature", "> 0", ot_temperature)
         require(ot_warmup_updates >= 0, "--ot-warmup-updates", ">= 0", ot_warmup_updates)
-        require(0 <= label_smoothing < 1, "--label-smoothing", "in [0, 1)", label_smoothing)
+        check_label_smoothing_flags(label_smoothing, ignore_prefix_size)
         self.ot_weight = ot_weight
         self.ot_copy_weight = ot_copy_weight
         self.ot_temperature = ot_temperature
@@ -170,8 +175,8 @@ class OTSeqCriterion(LabelSmoothedCrossEntropyCriterion):
         module = getattr(model, part, None)
         weight = getattr(getattr(module, "embed_tokens", None), "weight", None)
         if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
-            raise ValueError(
-                f"ot_seq needs a model whose {part} has an `embed_tokens` embedding "
+            raise FlagError(
+                f"--criterion ot_seq needs a model whose {part} has an `embed_tokens` embedding "
                 f"matrix; {type(module).__name__} of {type(model).__name__} has none"
             )
         return weight.detach() if self.ot_detach_embeddings else weight
@@ -179,8 +184,8 @@ class OTSeqCriterion(LabelSmoothedCrossEntropyCriterion):
     def soft_predictions(self, model, lprobs, target):
         embedding = self.embedding_matrix(model, "decoder")
         if embedding.size(0) != lprobs.size(-1):
-            raise ValueError(
-                f"ot_seq: decoder embeddings cover {embedding.size(0)} types but the "
+            raise FlagError(
+                f"--criterion ot_seq: decoder embeddings cover {embedding.size(0)} types but the "
                 f"output distribution has {lprobs.size(-1)} (adaptive softmax?)"
             )
         mask = target.ne(self.padding_idx)
@@ -194,7 +199,7 @@ class OTSeqCriterion(LabelSmoothedCrossEntropyCriterion):
         src_tokens = sample["net_input"]["src_tokens"]
         source = F.embedding(src_tokens, self.embedding_matrix(model, "encoder"))
         if source.size(-1) != pred.size(-1):
-            raise ValueError(
+            raise FlagError(
                 f"--ot-copy-weight needs encoder and decoder embeddings of one size, "
                 f"got {source.size(-1)} and {pred.size(-1)}"
             )

@@ -11,6 +11,7 @@ from fairseq.logging import metrics
 from fairseq.models import FairseqIncrementalDecoder
 from omegaconf import II
 
+from fairseq_ot.criterions.flag_checks import FlagError, check_label_smoothing_flags
 from fairseq_ot.modules.batch_random import batch_generator
 from fairseq_ot.modules.sampling import decoder_input_key
 from fairseq_ot.modules.schedules import (
@@ -88,6 +89,7 @@ class ScheduledSamplingCriterion(LabelSmoothedCrossEntropyCriterion):
         super().__init__(
             task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy
         )
+        check_label_smoothing_flags(label_smoothing, ignore_prefix_size)
         check_schedule(str(ss_schedule), ss_k, ss_c, ss_min, ss_warmup_updates)
         self.mode = str(ss_mode)
         self.prediction = str(ss_prediction)
@@ -162,7 +164,7 @@ class ScheduledSamplingCriterion(LabelSmoothedCrossEntropyCriterion):
     def stepwise_forward(self, model, net_input, eps, generator):
         decoder = model.decoder
         if not isinstance(decoder, FairseqIncrementalDecoder):
-            raise ValueError(
+            raise FlagError(
                 f"--ss-mode stepwise needs an incremental decoder; "
                 f"{type(decoder).__name__} is not one: use --ss-mode two_pass"
             )

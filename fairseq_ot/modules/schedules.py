@@ -12,13 +12,15 @@ teacher forcing (i counts from the end of the warm-up)."""
 
 import math
 
+from fairseq_ot.criterions.flag_checks import FlagError
+
 SCHEDULES = ("constant", "linear", "exponential", "inverse_sigmoid")
 
 
 def check_schedule(schedule, k, c, eps_min, warmup_updates):
-    """Raise ValueError, naming the flag, for a schedule that cannot work."""
+    """Raise FlagError, naming the flag, for a schedule that cannot work."""
     if schedule not in SCHEDULES:
-        raise ValueError(f"--ss-schedule must be one of {SCHEDULES}, got {schedule!r}")
+        raise FlagError(f"--ss-schedule must be one of {SCHEDULES}, got {schedule!r}")
     valid_k = {
         "constant": (0 <= k <= 1, "in [0, 1]"),
         "linear": (0 <= k <= 1, "in [0, 1]"),
@@ -26,13 +28,13 @@ def check_schedule(schedule, k, c, eps_min, warmup_updates):
         "inverse_sigmoid": (k >= 1, ">= 1"),
     }[schedule]
     if not valid_k[0]:
-        raise ValueError(f"--ss-k must be {valid_k[1]} for the {schedule} schedule, got {k}")
+        raise FlagError(f"--ss-k must be {valid_k[1]} for the {schedule} schedule, got {k}")
     if c < 0:
-        raise ValueError(f"--ss-c must be >= 0, got {c}")
+        raise FlagError(f"--ss-c must be >= 0, got {c}")
     if not 0 <= eps_min <= 1:
-        raise ValueError(f"--ss-min must be in [0, 1], got {eps_min}")
+        raise FlagError(f"--ss-min must be in [0, 1], got {eps_min}")
     if warmup_updates < 0:
-        raise ValueError(f"--ss-warmup-updates must be >= 0, got {warmup_updates}")
+        raise FlagError(f"--ss-warmup-updates must be >= 0, got {warmup_updates}")
 
 
 def teacher_forcing_probability(schedule, update_num, k, c=0.0, eps_min=0.0, warmup_updates=0):

@@ -14,6 +14,7 @@ from fairseq.tasks.language_modeling import LanguageModelingConfig, LanguageMode
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import OmegaConf
 
+from fairseq_ot.criterions.flag_checks import FlagError, require
 from fairseq_ot.models.generator_mediator import GeneratorMediatorModel
 
 MEDIATOR_ARGS = "mediator_model_args"
@@ -59,17 +60,17 @@ def mediator_model_args(cfg, generator_cfg):
     base.setdefault("criterion", None)
     arch = cfg.mediator_arch or generator_arch
     if arch not in ARCH_MODEL_REGISTRY:
-        raise ValueError(f"--mediator-arch {arch!r} is not a fairseq architecture")
-    if min(cfg.mediator_embed_dim, cfg.mediator_hidden_dim, cfg.mediator_layers) < 1:
-        raise ValueError("--mediator-embed-dim, --mediator-hidden-dim and --mediator-layers must be >= 1")
-    if not 0 <= cfg.mediator_dropout < 1:
-        raise ValueError(f"--mediator-dropout must be in [0, 1), got {cfg.mediator_dropout}")
+        raise FlagError(f"--mediator-arch {arch!r} is not a fairseq architecture")
+    for flag in ("embed_dim", "hidden_dim", "layers"):
+        value = getattr(cfg, f"mediator_{flag}")
+        require(value >= 1, f"--mediator-{flag.replace('_', '-')}", ">= 1", value)
+    require(0 <= cfg.mediator_dropout < 1, "--mediator-dropout", "in [0, 1)", cfg.mediator_dropout)
     try:
         overrides = json.loads(cfg.mediator_overrides)
     except json.JSONDecodeError as error:
-        raise ValueError(f"--mediator-overrides is not JSON: {error}") from None
+        raise FlagError(f"--mediator-overrides is not JSON: {error}") from None
     if not isinstance(overrides, dict):
-        raise ValueError("--mediator-overrides must be a JSON object")
+        raise FlagError(f"--mediator-overrides must be a JSON object, got {cfg.mediator_overrides}")
     embed, hidden, layers = cfg.mediator_embed_dim, cfg.mediator_hidden_dim, cfg.mediator_layers
     sizes = {
         "encoder_embed_dim": embed, "decoder_embed_dim": embed,

@@ -1,0 +1,260 @@
+"""Bad input to the plugin: every numeric flag of every criterion (and of the
+mediator tasks) out of range, flag combinations that cannot work, and
+degenerate sentences. Each gives a one-line FlagError naming the flag, or a
+finite loss with finite gradients and logged metrics; the command lines
+print a FlagError as one line, never a traceback."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from fairseq import metrics, options, tasks
+from fairseq.criterions import CRITERION_DATACLASS_REGISTRY, CRITERION_REGISTRY
+from fairseq.tasks import TASK_DATACLASS_REGISTRY, TASK_REGISTRY
+from fairseq.data.language_pair_dataset import collate
+
+from conftest import TINY_TRANSFORMER, USER_DIR, run_cli
+from fairseq_ot.criterions.cot import check_wrapped_model
+from fairseq_ot.criterions.flag_checks import FlagError
+
+def build(data_bin, *args, task="translation"):
+    """Task, tiny transformer and criterion from fairseq-train flags through
+    fairseq's argparse namespace: conftest's `build` also composes the hydra
+    config, seconds per call where this takes 50 ms, and the range checks
+    under test see the same values either way."""
+    parser = options.get_training_parser()
+    parsed = options.parse_args_and_arch(parser, [
+        str(data_bin), "--user-dir", USER_DIR, "--task", task, "--cpu",
+        *TINY_TRANSFORMER, "--dropout", "0", *args,
+    ])
+    task = tasks.setup_task(parsed)
+    torch.manual_seed(3)
+    model = task.build_model(parsed)
+    return task, model, task.build_criterion(parsed)
+
+
+MEDIATOR = ["--mediator-embed-dim", "16", "--mediator-hidden-dim", "16", "--mediator-dropout", "0"]
+
+# How each plugin criterion is built in these tests: its flags and its task.
+CONTEXTS = {
+    "ot_seq": (["--criterion", "ot_seq"], "translation"),
+    "scheduled_sampling": (["--criterion", "scheduled_sampling"], "translation"),
+    "gjs": (["--criterion", "gjs", "--gjs-mode", "mediator", *MEDIATOR], "mediator_translation"),
+    "cot": (["--criterion", "cot", *MEDIATOR], "mediator_translation"),
+}
+
+# The criterion context whose build reaches each plugin task's own flags
+# (both mediator tasks check theirs in one function, mediator_model_args).
+TASK_CONTEXTS = {"mediator_translation": "cot", "mediator_language_modeling": "cot"}
+
+# Out-of-range values of every numeric or free-text flag, by config field.
+BAD_VALUES = {
+    "label_smoothing": ["-0.1", "1"],
+    "ignore_prefix_size": ["-1"],
+    "ot_weight": ["-0.1", "inf", "nan"],
+    "ot_copy_weight": ["-1", "inf"],
+    "ot_beta": ["0", "0.001", "-1"],
+    "ot_iters": ["0"],
+    "ot_inner_iters": ["0"],
+    "ot_temperature": ["0", "-1"],
+    "ot_warmup_updates": ["-5"],
+    "ss_k": ["0.5", "-1"],  # the default schedule, inverse_sigmoid, needs k >= 1
+    "ss_c": ["-0.1"],
+    "ss_min": ["-0.1", "1.5"],
+    "ss_warmup_updates": ["-1"],
+    "gjs_pi": ["0", "1", "nan"],
+    "cot_max_len_a": ["-1"],
+    "cot_max_len_b": ["-1"],
+    "cot_samples_per_source": ["0"],
+    "cot_mediator_steps": ["0"],
+    "mediator_arch": ["no_such_arch"],
+    "mediator_embed_dim": ["0"],
+    "mediator_hidden_dim": ["0"],
+    "mediator_layers": ["0"],
+    "mediator_dropout": ["1", "-0.1"],
+    "mediator_overrides": ["{not json", "[1]"],
+}
+
+
+def plugin_components(registry):
+    return sorted(name for name, cls in registry.items() if cls.__module__.startswith("fairseq_ot."))
+
+
+def flag_fields(config_class, own_only=False):
+    """(field, kind) of the fields a user sets by a flag; kind is 'choice',
+    'bool' or 'value'. Interpolated fields (sentence_avg) are fairseq's own;
+    with `own_only`, so are those of fairseq's config classes it extends."""
+    inherited = set()
+    if own_only:
+        inherited = {field.name for base in config_class.__mro__[1:]
+                     if dataclasses.is_dataclass(base) and not base.__module__.startswith("fairseq_ot.")
+                     for field in dataclasses.fields(base)}
+    for field in dataclasses.fields(config_class):
+        if field.name == "_name" or str(field.default).startswith("${") or field.name in inherited:
+            continue
+        if field.type is bool:
+            yield field.name, "bool"
+        elif hasattr(field.type, "__members__"):  # fairseq's ChoiceEnum
+            yield field.name, "choice"
+        else:
+            yield field.name, "value"
+
+
+def flag(field):
+    return "--" + field.replace("_", "-")
+
+
+CRITERION_FIELDS = [(criterion, field, kind) for criterion in plugin_components(CRITERION_REGISTRY)
+                    for field, kind in flag_fields(CRITERION_DATACLASS_REGISTRY[criterion])]
+TASK_FIELDS = sorted({(TASK_CONTEXTS.get(task), field, kind)
+                      for task in plugin_components(TASK_REGISTRY)
+                      for field, kind in flag_fields(TASK_DATACLASS_REGISTRY[task], own_only=True)})
+VALUE_CASES = [(criterion, field, value) for criterion, field, kind in CRITERION_FIELDS + TASK_FIELDS
+               if kind == "value" for value in BAD_VALUES.get(field, [])]
+
+
+def test_every_value_flag_has_out_of_range_cases():
+    """A new criterion or flag fails here until its range is checked below."""
+    assert set(plugin_components(CRITERION_REGISTRY)) == set(CONTEXTS)
+    assert set(plugin_components(TASK_REGISTRY)) == set(TASK_CONTEXTS)
+    value_fields = {field for _, field, kind in CRITERION_FIELDS + TASK_FIELDS if kind == "value"}
+    assert value_fields == set(BAD_VALUES)
+
+
+@pytest.mark.parametrize("criterion,field,value", VALUE_CASES)
+def test_out_of_range_flag_is_a_one_line_error_naming_it(toy_data_bin, criterion, field, value):
+    args, task = CONTEXTS[criterion]
+    with pytest.raises(FlagError) as error:
+        build(toy_data_bin, *args, flag(field), value, task=task)
+    message = str(error.value)
+    assert message.startswith(flag(field) + " ") and "\n" not in message
+
+
+@pytest.mark.parametrize("criterion,field", [(c, f) for c, f, kind in CRITERION_FIELDS
+                                             if kind == "choice"])
+def test_unknown_choice_is_an_argparse_error_naming_the_flag(toy_data_bin, capsys, criterion, field):
+    args, task = CONTEXTS[criterion]
+    with pytest.raises(SystemExit) as exit_:
+        build(toy_data_bin, *args, flag(field), "no_such_choice", task=task)
+    assert exit_.value.code == 2
+    assert f"argument {flag(field)}: invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--criterion", "cot"], "--criterion cot needs a generator and a mediator"),
+    (["--criterion", "gjs", "--gjs-mode", "mediator"], "--gjs-mode mediator needs a generator"),
+])
+def test_mediator_criterions_without_a_mediator_task(toy_data_bin, args, message):
+    with pytest.raises(FlagError, match=message):
+        build(toy_data_bin, *args)
+
+
+def test_cot_refuses_pytorch_ddp(toy_data_bin, tmp_path):
+    _, model, _ = build(toy_data_bin, *CONTEXTS["cot"][0], task="mediator_translation")
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1
+    )
+    try:
+        wrapped = torch.nn.parallel.DistributedDataParallel(model)
+        with pytest.raises(FlagError, match="--ddp-backend pytorch_ddp .* use --ddp-backend legacy_ddp"):
+            check_wrapped_model(wrapped)
+        check_wrapped_model(model)  # unwrapped (one process, legacy_ddp): accepted
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def pair_batch(dictionary, pairs):
+    """A collated translation batch of (source words, target words) pairs,
+    words given as indices past the special symbols."""
+    first_word = dictionary.nspecial
+    samples = [{
+        "id": i,
+        "source": torch.tensor([first_word + w for w in source] + [dictionary.eos()]),
+        "target": torch.tensor([first_word + w for w in target] + [dictionary.eos()]),
+    } for i, (source, target) in enumerate(pairs)]
+    return collate(samples, dictionary.pad(), dictionary.eos(), input_feeding=True)
+
+
+DEGENERATE_BATCHES = {
+    "empty targets": [([0, 1, 2], []), ([3], [])],
+    "length-1 sources and targets": [([0], [1]), ([2], [3])],
+    "empty sources": [([], [0, 1]), ([], [])],
+    "mixed lengths": [([0, 1, 2, 3, 4], []), ([5], [6]), ([], [7, 8, 9])],
+}
+
+# Every criterion and mode, at ordinary and at extreme valid flag values;
+# scheduled sampling with eps = 0 so that every input is a model prediction.
+SETTINGS = {
+    "ot_seq": ["--criterion", "ot_seq", "--ot-weight", "1", "--ot-copy-weight", "1",
+               "--label-smoothing", "0.1"],
+    "ot_seq sinkhorn unrolled": ["--criterion", "ot_seq", "--ot-weight", "1",
+                                 "--ot-solver", "sinkhorn", "--ot-gradient", "unrolled"],
+    "ot_seq smallest beta": ["--criterion", "ot_seq", "--ot-weight", "1", "--ot-beta", "0.04",
+                             "--ot-gradient", "unrolled"],
+    "ot_seq huge beta": ["--criterion", "ot_seq", "--ot-weight", "1", "--ot-beta", "1e9"],
+    "ot_seq tiny temperature": ["--criterion", "ot_seq", "--ot-weight", "1",
+                                "--ot-temperature", "1e-6"],
+    "ot_seq huge temperature": ["--criterion", "ot_seq", "--ot-weight", "1",
+                                "--ot-temperature", "1e9"],
+    "scheduled_sampling two_pass": ["--criterion", "scheduled_sampling", "--ss-schedule", "constant",
+                                    "--ss-k", "0", "--label-smoothing", "0.1"],
+    "scheduled_sampling stepwise": ["--criterion", "scheduled_sampling", "--ss-mode", "stepwise",
+                                    "--ss-schedule", "constant", "--ss-k", "0",
+                                    "--ss-prediction", "argmax"],
+    "gjs token": ["--criterion", "gjs", "--label-smoothing", "0.1"],
+    "gjs token pi near 0": ["--criterion", "gjs", "--gjs-pi", "1e-7"],
+    "gjs token pi near 1": ["--criterion", "gjs", "--gjs-pi", "0.9999999", "--label-smoothing", "0.999"],
+    "gjs mediator": ["--criterion", "gjs", "--gjs-mode", "mediator", "--gjs-pi", "0.3", *MEDIATOR],
+    "cot": ["--criterion", "cot", "--cot-samples-per-source", "2", *MEDIATOR],
+    "cot length limit 1": ["--criterion", "cot", "--cot-max-len-a", "0", "--cot-max-len-b", "1",
+                           *MEDIATOR],
+}
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_degenerate_sentences_give_finite_losses_gradients_and_metrics(toy_data_bin, setting):
+    args = SETTINGS[setting]
+    task_name = "mediator_translation" if "--mediator-embed-dim" in args else "translation"
+    task, model, criterion = build(toy_data_bin, *args, task=task_name)
+    model.train()
+    for name, pairs in DEGENERATE_BATCHES.items():
+        model.zero_grad()
+        loss, sample_size, log = criterion(model, pair_batch(task.target_dictionary, pairs))
+        assert torch.isfinite(loss), (name, loss)
+        loss.backward()
+        for parameter_name, parameter in model.named_parameters():
+            if parameter.grad is not None:
+                assert torch.isfinite(parameter.grad).all(), (name, parameter_name)
+        with metrics.aggregate(new_root=True) as logged:
+            type(criterion).reduce_metrics([log])
+        values = logged.get_smoothed_values()
+        assert values and all(math.isfinite(v) for v in values.values()), (name, values)
+
+
+def train_command(data_bin, save_dir, *args):
+    return [
+        "fairseq-train", data_bin, "--user-dir", USER_DIR, "--cpu", "--optimizer", "adam",
+        "--lr", "0.001", "--max-tokens", "500", "--max-update", "2", "--save-dir", save_dir,
+        "--encoder-layers", "1", "--decoder-layers", "1", *args,
+    ]
+
+
+@pytest.mark.parametrize("args,error", [
+    # raised when the criterion is built
+    ([*TINY_TRANSFORMER, "--criterion", "ot_seq", "--ot-beta", "0.001"],
+     "--ot-beta must be >= 0.04, got 0.001"),
+    # raised when the mediator task builds its model
+    ([*TINY_TRANSFORMER, "--task", "mediator_translation", "--criterion", "cot",
+      "--mediator-dropout", "1"], "--mediator-dropout must be in [0, 1), got 1.0"),
+    # raised inside the training loop, at the first forward
+    (["--arch", "transformer", "--encoder-embed-dim", "32", "--decoder-embed-dim", "16",
+      "--criterion", "ot_seq", "--ot-copy-weight", "1"],
+     "--ot-copy-weight needs encoder and decoder embeddings of one size, got 32 and 16"),
+], ids=["criterion", "task", "forward"])
+def test_fairseq_train_prints_flag_errors_as_one_line(toy_data_bin, tmp_path, args, error):
+    command = train_command(toy_data_bin, tmp_path, *args)
+    code, output = run_cli(*command, check=False)
+    assert code == 2, output[-3000:]
+    assert output.rstrip().splitlines()[-1] == f"fairseq-train: error: {error}"
+    assert "Traceback" not in output
