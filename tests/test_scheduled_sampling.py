@@ -83,7 +83,7 @@ def shifted_greedy_predictions(model, net_input, pad, bos):
 def test_two_pass_at_eps_zero_feeds_the_shifted_greedy_predictions(toy_data_bin, batch):
     task, model, criterion = scheduled_sampling(toy_data_bin, "--ss-prediction", "argmax")
     pad, bos = task.target_dictionary.pad(), task.target_dictionary.bos()
-    mixed, coins = criterion.two_pass_inputs(model, batch["net_input"], eps=0.0)
+    mixed, coins = criterion.two_pass_inputs(model, batch["net_input"], eps=0.0, generator=None)
     assert torch.equal(mixed, shifted_greedy_predictions(model, batch["net_input"], pad, bos))
     gold = batch["net_input"]["prev_output_tokens"]
     assert torch.equal(coins[:, 1:], gold[:, 1:].ne(pad)) and not coins[:, 0].any()
@@ -107,7 +107,7 @@ def test_stepwise_equals_an_independent_token_by_token_decode(toy_data_bin, batc
             logits = model(**dict(net_input, prev_output_tokens=expected[:, :t]))[0][:, -1]
             logits[:, [pad, bos]] = float("-inf")
             expected[:, t] = torch.where(gold[:, t].ne(pad), logits.argmax(-1), pad)
-    net_output, mixed, _ = criterion.stepwise_forward(model, net_input, eps=0.0)
+    net_output, mixed, _ = criterion.stepwise_forward(model, net_input, eps=0.0, generator=None)
     assert torch.equal(mixed, expected)
 
     loss, _, _ = criterion(model, batch)
@@ -127,11 +127,11 @@ def test_coins_are_per_token_and_never_touch_padding(toy_data_bin, batch, mode):
     pad = criterion.padding_idx
     real = gold.ne(pad)
     real[:, 0] = False
-    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
     replaced, per_sentence = 0, []
     rounds = 40
     for _ in range(rounds):
-        coins = criterion.replacement_coins(gold, eps)
+        coins = criterion.replacement_coins(gold, eps, generator)
         assert not (coins & ~real).any()
         replaced += int(coins.sum())
         per_sentence.append(coins.sum(1).float() / real.sum(1))

@@ -10,6 +10,7 @@ from omegaconf import II
 
 from fairseq_ot.models.generator_mediator import GeneratorMediatorModel
 from fairseq_ot.criterions.flag_checks import FlagError, require
+from fairseq_ot.modules.batch_random import batch_generator
 from fairseq_ot.modules.divergences import (
     js_pi_terms,
     masked_log_softmax,
@@ -37,6 +38,7 @@ class CotCriterionConfig(FairseqDataclass):
                              "generator term is added every this many updates"}
     )
     sentence_avg: bool = II("optimization.sentence_avg")
+    seed: int = II("common.seed")
 
 
 class MediatorObjective(FairseqCriterion):
@@ -48,7 +50,7 @@ class MediatorObjective(FairseqCriterion):
     mediator_flags = "--criterion cot"  # what asked for a mediator, for errors
 
     def __init__(self, task, sentence_avg, pi, cot_max_len_a, cot_max_len_b,
-                 cot_samples_per_source, cot_mediator_steps):
+                 cot_samples_per_source, cot_mediator_steps, seed):
         super().__init__(task)
         if not isinstance(task, MediatorTaskMixin):
             raise FlagError(
@@ -71,6 +73,7 @@ class MediatorObjective(FairseqCriterion):
         dictionary = task.target_dictionary
         self.eos = dictionary.eos()
         self.banned = (dictionary.pad(), dictionary.bos())
+        self.seed = seed
         self.num_updates = 0
         follow_update_count(task, self)
 
@@ -80,7 +83,8 @@ class MediatorObjective(FairseqCriterion):
     def forward(self, model, sample, reduce=True):
         check_wrapped_model(model)
         data_input, data_target = sample["net_input"], sample["target"]
-        samples, forced = self.draw_samples(model.generator, data_input, data_target.size(0))
+        rng = batch_generator(self.seed, self.num_updates, sample["id"])
+        samples, forced = self.draw_samples(model.generator, data_input, data_target.size(0), rng)
         # The JS estimate and the generator's data NLL cost a forward of the
         # generator on the data that training does not need: validation only.
         estimate = not model.training
@@ -148,7 +152,7 @@ class MediatorObjective(FairseqCriterion):
     def is_generator_update(self, model):
         return not model.training or self.num_updates % self.mediator_steps == 0
 
-    def draw_samples(self, generator, data_input, batch_size):
+    def draw_samples(self, generator, data_input, batch_size, rng):
         copies = self.samples_per_source
         if decoder_input_key(data_input) == "prev_output_tokens":  # condition on the source
             order = torch.arange(batch_size, device=data_input["src_tokens"].device)
@@ -163,7 +167,7 @@ class MediatorObjective(FairseqCriterion):
                                 device=data_input["src_tokens"].device)
         with torch.no_grad(), evaluation_mode(generator):
             return ancestral_sample(generator, limits, self.eos, self.padding_idx,
-                                    self.banned, encoder_input)
+                                    self.banned, encoder_input, rng)
 
     def teacher_forcing_input(self, data_input, samples):
         """The net_input that feeds `samples` as gold targets: shifted right
@@ -219,9 +223,9 @@ class CotCriterion(MediatorObjective):
     detached); the logged `jsd` is the mediator's estimate of JSD(data || G)."""
 
     def __init__(self, task, sentence_avg, cot_max_len_a, cot_max_len_b,
-                 cot_samples_per_source, cot_mediator_steps):
+                 cot_samples_per_source, cot_mediator_steps, seed):
         super().__init__(task, sentence_avg, 0.5, cot_max_len_a, cot_max_len_b,
-                         cot_samples_per_source, cot_mediator_steps)
+                         cot_samples_per_source, cot_mediator_steps, seed)
 
 
 def check_wrapped_model(model):

@@ -47,13 +47,13 @@ class GJSCriterion(MediatorObjective):
     mediator_flags = "--gjs-mode mediator"
 
     def __init__(self, task, sentence_avg, gjs_pi, gjs_mode, label_smoothing,
-                 cot_max_len_a, cot_max_len_b, cot_samples_per_source, cot_mediator_steps):
+                 cot_max_len_a, cot_max_len_b, cot_samples_per_source, cot_mediator_steps, seed):
         require(0 < gjs_pi < 1, "--gjs-pi", "in (0, 1)", gjs_pi)
         require(0 <= label_smoothing < 1, "--label-smoothing", "in [0, 1)", label_smoothing)
         self.mode = str(gjs_mode)
         if self.mode == "mediator":
             super().__init__(task, sentence_avg, gjs_pi, cot_max_len_a, cot_max_len_b,
-                             cot_samples_per_source, cot_mediator_steps)
+                             cot_samples_per_source, cot_mediator_steps, seed)
         else:
             super(MediatorObjective, self).__init__(task)
             self.sentence_avg, self.pi = sentence_avg, gjs_pi

@@ -9,8 +9,10 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 from fairseq.models import FairseqIncrementalDecoder
+from omegaconf import II
 
 from fairseq_ot.criterions.flag_checks import FlagError, check_label_smoothing_flags
+from fairseq_ot.modules.batch_random import batch_generator
 from fairseq_ot.modules.sampling import decoder_input_key
 from fairseq_ot.modules.schedules import (
     SCHEDULES,
@@ -53,6 +55,7 @@ class ScheduledSamplingCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig)
     ss_warmup_updates: int = field(
         default=0, metadata={"help": "pure teacher forcing for this many updates first"}
     )
+    seed: int = II("common.seed")
 
 
 @register_criterion("scheduled_sampling", dataclass=ScheduledSamplingCriterionConfig)
@@ -79,6 +82,7 @@ class ScheduledSamplingCriterion(LabelSmoothedCrossEntropyCriterion):
         ss_c,
         ss_min,
         ss_warmup_updates,
+        seed,
         ignore_prefix_size=0,
         report_accuracy=False,
     ):
@@ -95,6 +99,7 @@ class ScheduledSamplingCriterion(LabelSmoothedCrossEntropyCriterion):
         )
         dictionary = task.target_dictionary if task is not None else None
         self.banned = (self.padding_idx,) + ((dictionary.bos(),) if dictionary else ())
+        self.seed = seed
         self.num_updates = 0
         follow_update_count(task, self)
 
@@ -111,11 +116,13 @@ class ScheduledSamplingCriterion(LabelSmoothedCrossEntropyCriterion):
         if eps >= 1.0:
             net_output, replaced = model(**net_input), 0
         elif self.mode == "two_pass":
-            mixed, coins = self.two_pass_inputs(model, net_input, eps)
+            generator = batch_generator(self.seed, self.num_updates, sample["id"])
+            mixed, coins = self.two_pass_inputs(model, net_input, eps, generator)
             net_output = model(**{**net_input, decoder_input_key(net_input): mixed})
             replaced = coins.sum().item()
         else:
-            net_output, mixed, coins = self.stepwise_forward(model, net_input, eps)
+            generator = batch_generator(self.seed, self.num_updates, sample["id"])
+            net_output, mixed, coins = self.stepwise_forward(model, net_input, eps, generator)
             replaced = coins.sum().item()
         loss, nll_loss = self.compute_loss(model, net_output, sample, reduce=reduce)
         nsentences = sample["target"].size(0)
@@ -136,25 +143,25 @@ class ScheduledSamplingCriterion(LabelSmoothedCrossEntropyCriterion):
             logging_output["total"] = total.item()
         return loss, sample_size, logging_output
 
-    def replacement_coins(self, gold, eps):
+    def replacement_coins(self, gold, eps, generator):
         """Per token and sentence: True where the gold input is replaced. The
         first input (EOS, fairseq's BOS) and padding are never replaced."""
-        coins = torch.rand(gold.shape, device=gold.device) >= eps
+        coins = torch.rand(gold.shape, device=gold.device, generator=generator) >= eps
         coins[:, 0] = False
         return coins & gold.ne(self.padding_idx)
 
-    def two_pass_inputs(self, model, net_input, eps):
+    def two_pass_inputs(self, model, net_input, eps, generator):
         gold = net_input[decoder_input_key(net_input)]
         with torch.no_grad():
             logits = model(**net_input)[0]
         # the output at position t predicts y_t, which is the input at t + 1
-        predictions = predict_tokens(logits[:, :-1], self.prediction, self.banned)
-        coins = self.replacement_coins(gold, eps)
+        predictions = predict_tokens(logits[:, :-1], self.prediction, self.banned, generator)
+        coins = self.replacement_coins(gold, eps, generator)
         mixed = gold.clone()
         mixed[:, 1:] = torch.where(coins[:, 1:], predictions, gold[:, 1:])
         return mixed, coins
 
-    def stepwise_forward(self, model, net_input, eps):
+    def stepwise_forward(self, model, net_input, eps, generator):
         decoder = model.decoder
         if not isinstance(decoder, FairseqIncrementalDecoder):
             raise FlagError(
@@ -166,7 +173,7 @@ class ScheduledSamplingCriterion(LabelSmoothedCrossEntropyCriterion):
         encoder_out = None
         if key == "prev_output_tokens":
             encoder_out = model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
-        coins = self.replacement_coins(gold, eps)
+        coins = self.replacement_coins(gold, eps, generator)
         mixed = gold.clone()
         incremental_state = {}
         step_outputs = []
@@ -179,7 +186,7 @@ class ScheduledSamplingCriterion(LabelSmoothedCrossEntropyCriterion):
             )
             step_outputs.append(logits)
             if t + 1 < gold.size(1):
-                prediction = predict_tokens(logits[:, -1], self.prediction, self.banned)
+                prediction = predict_tokens(logits[:, -1], self.prediction, self.banned, generator)
                 mixed[:, t + 1] = torch.where(coins[:, t + 1], prediction, gold[:, t + 1])
         return (torch.cat(step_outputs, dim=1), extra), mixed, coins
 

@@ -6,12 +6,13 @@ from torch import Tensor
 PREDICTIONS = ("sample", "argmax")
 
 
-def predict_tokens(logits: Tensor, mode: str, banned=()) -> Tensor:
+def predict_tokens(logits: Tensor, mode: str, banned=(), generator=None) -> Tensor:
     """[..., V] logits -> [...] token indices, never one of `banned` (pad,
     BOS: symbols that must not enter a prefix). `sample` draws from
     softmax(logits) by inverting its cumulative sum at a uniform draw (on CPU
     several times faster than Gumbel or exponential noise over V, whose
-    generators cost tens of ns per entry); `argmax` is greedy."""
+    generators cost tens of ns per entry), its uniforms from `generator`
+    (torch's global one if None); `argmax` is greedy."""
     logits = logits.detach()
     if mode == "sample":
         scores = logits.float()
@@ -19,7 +20,7 @@ def predict_tokens(logits: Tensor, mode: str, banned=()) -> Tensor:
             scores = scores.index_fill(-1, torch.tensor(list(banned), device=scores.device),
                                        float("-inf"))
         cdf = torch.softmax(scores, dim=-1).cumsum_(-1)
-        uniform = torch.rand(cdf.shape[:-1] + (1,), device=cdf.device) * cdf[..., -1:]
+        uniform = torch.rand(cdf.shape[:-1] + (1,), device=cdf.device, generator=generator) * cdf[..., -1:]
         # right=True: the first token whose cumulative mass exceeds the draw,
         # so a zero-probability (banned) token is never chosen
         index = torch.searchsorted(cdf, uniform, right=True).squeeze(-1)
