@@ -14,11 +14,12 @@ from fairseq.criterions import CRITERION_DATACLASS_REGISTRY, CRITERION_REGISTRY
 from fairseq.tasks import TASK_DATACLASS_REGISTRY, TASK_REGISTRY
 from fairseq.data.language_pair_dataset import collate
 
-from conftest import TINY_TRANSFORMER, USER_DIR, run_cli
+from captioning_data import write_raw_flickr
+from conftest import TINY_TRANSFORMER, USER_DIR, load_script, run_cli
 from fairseq_ot.criterions.cot import check_wrapped_model
 from fairseq_ot.criterions.flag_checks import FlagError
 
-def build(data_bin, *args, task="translation"):
+def build(data_bin, *args, task="translation", arch=TINY_TRANSFORMER):
     """Task, tiny transformer and criterion from fairseq-train flags through
     fairseq's argparse namespace: conftest's `build` also composes the hydra
     config, seconds per call where this takes 50 ms, and the range checks
@@ -26,7 +27,7 @@ def build(data_bin, *args, task="translation"):
     parser = options.get_training_parser()
     parsed = options.parse_args_and_arch(parser, [
         str(data_bin), "--user-dir", USER_DIR, "--task", task, "--cpu",
-        *TINY_TRANSFORMER, "--dropout", "0", *args,
+        *arch, "--dropout", "0", *args,
     ])
     task = tasks.setup_task(parsed)
     torch.manual_seed(3)
@@ -46,7 +47,15 @@ CONTEXTS = {
 
 # The criterion context whose build reaches each plugin task's own flags
 # (both mediator tasks check theirs in one function, mediator_model_args).
-TASK_CONTEXTS = {"mediator_translation": "cot", "mediator_language_modeling": "cot"}
+TASK_CONTEXTS = {"mediator_translation": "cot", "mediator_language_modeling": "cot",
+                 "captioning": "captioning", "mediator_captioning": "captioning"}
+# Tasks whose flags need data of their own: the flags and arch they are built with.
+TASK_ONLY_CONTEXTS = {
+    "captioning": (["--criterion", "cross_entropy"], "captioning",
+                   ["--arch", "captioning_transformer", "--decoder-layers", "1",
+                    "--decoder-embed-dim", "16", "--decoder-ffn-embed-dim", "16",
+                    "--decoder-attention-heads", "2"]),
+}
 
 # Out-of-range values of every numeric or free-text flag, by config field.
 BAD_VALUES = {
@@ -74,6 +83,8 @@ BAD_VALUES = {
     "mediator_layers": ["0"],
     "mediator_dropout": ["1", "-0.1"],
     "mediator_overrides": ["{not json", "[1]"],
+    "caption_features": ["/no/such/features.npz"],
+    "caption_max_tokens": ["0"],
 }
 
 
@@ -91,7 +102,8 @@ def flag_fields(config_class, own_only=False):
                      if dataclasses.is_dataclass(base) and not base.__module__.startswith("fairseq_ot.")
                      for field in dataclasses.fields(base)}
     for field in dataclasses.fields(config_class):
-        if field.name == "_name" or str(field.default).startswith("${") or field.name in inherited:
+        if (field.name in ("_name", "data") or str(field.default).startswith("${")
+                or field.name in inherited):  # data: fairseq's positional DATA
             continue
         if field.type is bool:
             yield field.name, "bool"
@@ -107,9 +119,13 @@ def flag(field):
 
 CRITERION_FIELDS = [(criterion, field, kind) for criterion in plugin_components(CRITERION_REGISTRY)
                     for field, kind in flag_fields(CRITERION_DATACLASS_REGISTRY[criterion])]
+# The mediator flags of every mediator task are checked by one function
+# (mediator_model_args), reached through the cot context.
 TASK_FIELDS = sorted({(TASK_CONTEXTS.get(task), field, kind)
                       for task in plugin_components(TASK_REGISTRY)
-                      for field, kind in flag_fields(TASK_DATACLASS_REGISTRY[task], own_only=True)})
+                      for field, kind in flag_fields(TASK_DATACLASS_REGISTRY[task], own_only=True)
+                      if TASK_CONTEXTS.get(task) == "cot" or not field.startswith("mediator_")},
+                     key=str)
 VALUE_CASES = [(criterion, field, value) for criterion, field, kind in CRITERION_FIELDS + TASK_FIELDS
                if kind == "value" for value in BAD_VALUES.get(field, [])]
 
@@ -122,11 +138,26 @@ def test_every_value_flag_has_out_of_range_cases():
     assert value_fields == set(BAD_VALUES)
 
 
+@pytest.fixture(scope="module")
+def caption_data_bin(tmp_path_factory):
+    raw = tmp_path_factory.mktemp("raw_flickr")
+    write_raw_flickr(raw, n_images=(8, 4, 4))
+    dest = tmp_path_factory.mktemp("caption") / "data-bin"
+    load_script("prepare_flickr8k").main([str(raw), "--dest", str(dest), "--bpe-merges", "20",
+                                          "--features", str(raw / "features.npz")])
+    return dest
+
+
 @pytest.mark.parametrize("criterion,field,value", VALUE_CASES)
-def test_out_of_range_flag_is_a_one_line_error_naming_it(toy_data_bin, criterion, field, value):
-    args, task = CONTEXTS[criterion]
+def test_out_of_range_flag_is_a_one_line_error_naming_it(request, toy_data_bin, criterion, field,
+                                                         value):
+    if criterion in TASK_ONLY_CONTEXTS:
+        args, task, arch = TASK_ONLY_CONTEXTS[criterion]
+        data_bin = request.getfixturevalue("caption_data_bin")
+    else:
+        (args, task), arch, data_bin = CONTEXTS[criterion], TINY_TRANSFORMER, toy_data_bin
     with pytest.raises(FlagError) as error:
-        build(toy_data_bin, *args, flag(field), value, task=task)
+        build(data_bin, *args, flag(field), value, task=task, arch=arch)
     message = str(error.value)
     assert message.startswith(flag(field) + " ") and "\n" not in message
 

@@ -8,6 +8,7 @@ from fairseq.data import Dictionary, data_utils
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 
+from fairseq_ot.criterions.flag_checks import FlagError, require
 from fairseq_ot.data.caption_dataset import FEATURES_FILE, CaptionDataset, read_image_names
 from fairseq_ot.data.image_features import load_image_features
 from fairseq_ot.tasks.mediator import MediatorConfig, MediatorTaskMixin
@@ -40,14 +41,17 @@ class CaptioningTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
+        require(cfg.caption_max_tokens >= 1, "--caption-max-tokens", ">= 1", cfg.caption_max_tokens)
         data = Path(cfg.data)
         dictionary = Dictionary.load(str(data / "dict.txt"))
         features_path = cfg.caption_features
         if not features_path:
             recorded = data / FEATURES_FILE
             if not recorded.is_file():
-                raise FileNotFoundError(f"{recorded} is missing: give --caption-features")
+                raise FlagError(f"--caption-features is needed: {recorded} is missing")
             features_path = recorded.read_text(encoding="utf-8").strip()
+        if not Path(features_path).exists():
+            raise FlagError(f"--caption-features {features_path}: no such file or folder")
         return cls(cfg, dictionary, load_image_features(features_path))
 
     @property
