@@ -86,6 +86,8 @@ def plot_training_curves(run_dirs, metrics):
         )
     figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
     notes = []
+    # a run keeps its colour in every subplot, also where another run is skipped
+    colours = {label: f"C{i % 10}" for i, (label, _) in enumerate(logs)}
     for ax, metric in zip(axes[0], metrics):
         source, stat = sources[metric]
         for label, log in logs:
@@ -93,7 +95,8 @@ def plot_training_curves(run_dirs, metrics):
             if not updates:
                 notes.append(f"note: {label} logs no {stat} in its {source} statistics; not in the {metric} plot")
                 continue
-            ax.plot(updates, values, marker="o" if source == VALID else None, markersize=3, label=label)
+            ax.plot(updates, values, marker="o" if source == VALID else None, markersize=3, label=label,
+                    color=colours[label])
         ax.set_title(f"{stat} (training)" if source == "train" else f"{VALID}_{stat} (validation)")
         ax.set_xlabel("update")
         ax.set_ylabel(stat)

@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -43,6 +44,9 @@ def test_scores_round_trip_and_no_temporary_left(tmp_path):
                         command="x")
     assert read_scores(path)["metrics"] == {"sacrebleu": 35.5}
     assert [p.name for p in tmp_path.iterdir()] == ["scores_test.json"]
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's private 0600
 
 
 def test_interrupted_write_keeps_the_old_file(tmp_path):
