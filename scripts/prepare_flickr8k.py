@@ -32,14 +32,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sacremoses import MosesTokenizer
-from subword_nmt.apply_bpe import BPE
-from subword_nmt.learn_bpe import learn_bpe
 from tqdm import tqdm
 
 from fairseq_ot.data.caption_dataset import FEATURES_FILE, images_file, references_file
 from fairseq_ot.data.image_features import load_image_features
+from fairseq_ot.data_prep.bpe import BpeApplier, learn_joint_bpe_codes
 from fairseq_ot.data_prep.text_files import TextFileError, read_lines
+from fairseq_ot.data_prep.tokenize import tokenize
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RAW = REPO.parent / "shared" / "data" / "flickr8k"
@@ -91,24 +90,21 @@ def prepare(raw, dest, features_path, bpe_merges, limit):
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
     try:
-        tokenizer = MosesTokenizer(lang="en")
         text = work / "text"
         text.mkdir()
         for split, images in splits.items():
             pairs = [(name, caption) for name in images for caption in captions[name]]
-            tokenized = [tokenizer.tokenize(caption, escape=False, return_str=True).lower()
+            tokenized = [tokenize(caption, "en").lower()
                          for _, caption in tqdm(pairs, desc=f"tokenize {split}", unit=" captions")]
             write_lines(references_file(work, split), tokenized)
             write_lines(images_file(work, split), [name for name, _ in pairs])
         print(f"learning {bpe_merges} BPE merges on the training captions", flush=True)
-        with open(references_file(work, "train"), encoding="utf-8") as train, \
-                open(work / "bpe.codes", "w", encoding="utf-8") as codes:
-            learn_bpe(train, codes, bpe_merges)
-        with open(work / "bpe.codes", encoding="utf-8") as codes:
-            bpe = BPE(codes)
+        codes = learn_joint_bpe_codes(read_lines(references_file(work, "train")), bpe_merges)
+        (work / "bpe.codes").write_text(codes, encoding="utf-8")
+        bpe = BpeApplier(codes)
         for split in splits:
             lines = read_lines(references_file(work, split))
-            write_lines(text / f"{split}.bpe", [bpe.process_line(line)
+            write_lines(text / f"{split}.bpe", [bpe(line)
                                                 for line in tqdm(lines, desc=f"bpe {split}", unit=" captions")])
         subprocess.run([
             sys.executable, "-m", "fairseq_cli.preprocess", "--only-source",
