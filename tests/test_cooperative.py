@@ -227,6 +227,33 @@ def test_gjs_mediator_mode_at_one_half_is_cot(tiny_lm_data_bin):
     assert log["cot_generator_kl_sum"] == expected_log["cot_generator_kl_sum"]
 
 
+@pytest.mark.parametrize("copies", [1, 3])
+def test_mediator_encodes_the_sources_once_as_two_full_passes_would(toy_data_bin, batch, copies):
+    """The oracle: fairseq's own forward of the mediator on the data and on
+    the samples, each encoding the sources itself."""
+    task, model, cot = build(toy_data_bin, "--criterion", "cot", "--task", "mediator_translation",
+                             "--mediator-embed-dim", "16", "--mediator-hidden-dim", "32",
+                             "--mediator-dropout", "0", "--cot-samples-per-source", str(copies))
+    model.train()
+    data_input = batch["net_input"]
+    samples, _ = cot.draw_samples(model.generator, data_input, batch["target"].size(0),
+                                  torch.Generator().manual_seed(2))
+    sample_input = cot.teacher_forcing_input(data_input, samples)
+    mediator = model.mediator
+
+    def losses_and_gradients(data_logits, sample_logits):
+        loss = data_logits.logsumexp(-1).sum() + 0.7 * sample_logits.logsumexp(-1).sum()
+        gradients = torch.autograd.grad(loss, list(mediator.parameters()))
+        return torch.stack([data_logits.sum(), sample_logits.sum()]), gradients
+
+    values, gradients = losses_and_gradients(*cot.mediator_logits(mediator, data_input, sample_input))
+    expected, expected_gradients = losses_and_gradients(mediator(**data_input)[0],
+                                                        mediator(**sample_input)[0])
+    torch.testing.assert_close(values, expected, rtol=1e-5, atol=1e-4)
+    for gradient, expected_gradient in zip(gradients, expected_gradients):
+        torch.testing.assert_close(gradient, expected_gradient, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("args,message", [
     (["--criterion", "gjs", "--gjs-mode", "mediator"], "use --task mediator_translation"),
     (["--criterion", "cot"], "use --task mediator_translation"),

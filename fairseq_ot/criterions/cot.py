@@ -133,8 +133,9 @@ class MediatorObjective(FairseqCriterion):
         sample_mask = samples.ne(self.padding_idx)
         drawn = sample_mask & ~forced  # forced EOS is not a draw from G
 
-        mediator_data = masked_log_softmax(mediator(**data_input)[0], self.banned)
-        mediator_samples = masked_log_softmax(mediator(**sample_input)[0], self.banned)
+        mediator_data, mediator_samples = (
+            masked_log_softmax(logits, self.banned)
+            for logits in self.mediator_logits(mediator, data_input, sample_input))
         generator_samples = masked_log_softmax(generator(**sample_input)[0], self.banned)
         terms = {
             "mediator_nll_data": -token_log_probs(mediator_data, data_target, data_mask),
@@ -149,14 +150,31 @@ class MediatorObjective(FairseqCriterion):
             terms["generator_nll_data"] = -token_log_probs(generator_data, data_target, data_mask)
         return terms
 
+    def mediator_logits(self, mediator, data_input, sample_input):
+        """The mediator's logits on the data and on the samples. Both hold the
+        same sources: an encoder-decoder mediator encodes them once (its
+        encoder's gradient is then the sum of both terms', as with two passes)."""
+        if decoder_input_key(data_input) == "src_tokens":  # language model
+            return mediator(**data_input)[0], mediator(**sample_input)[0]
+        encoder_out = mediator.encoder(data_input["src_tokens"], src_lengths=data_input["src_lengths"])
+        sample_encoder_out = encoder_out
+        if self.samples_per_source > 1:
+            order = self.source_order(data_input["src_tokens"].size(0), data_input["src_tokens"].device)
+            sample_encoder_out = mediator.encoder.reorder_encoder_out(encoder_out, order)
+        return (mediator.decoder(data_input["prev_output_tokens"], encoder_out=encoder_out)[0],
+                mediator.decoder(sample_input["prev_output_tokens"], encoder_out=sample_encoder_out)[0])
+
+    def source_order(self, batch_size, device):
+        """Row of each sample's source: every source repeated --cot-samples-per-source times."""
+        return torch.arange(batch_size, device=device).repeat_interleave(self.samples_per_source)
+
     def is_generator_update(self, model):
         return not model.training or self.num_updates % self.mediator_steps == 0
 
     def draw_samples(self, generator, data_input, batch_size, rng):
         copies = self.samples_per_source
         if decoder_input_key(data_input) == "prev_output_tokens":  # condition on the source
-            order = torch.arange(batch_size, device=data_input["src_tokens"].device)
-            order = order.repeat_interleave(copies)
+            order = self.source_order(batch_size, data_input["src_tokens"].device)
             encoder_input = {key: data_input[key].index_select(0, order)
                              for key in ("src_tokens", "src_lengths")}
             limits = (self.max_len_a * encoder_input["src_lengths"].float() + self.max_len_b)
@@ -176,8 +194,7 @@ class MediatorObjective(FairseqCriterion):
         lengths = samples.ne(self.padding_idx).sum(1)
         if decoder_input_key(data_input) == "src_tokens":  # language model
             return {"src_tokens": shifted, "src_lengths": lengths}
-        order = torch.arange(data_input["src_tokens"].size(0), device=samples.device)
-        order = order.repeat_interleave(self.samples_per_source)
+        order = self.source_order(data_input["src_tokens"].size(0), samples.device)
         return {
             "src_tokens": data_input["src_tokens"].index_select(0, order),
             "src_lengths": data_input["src_lengths"].index_select(0, order),
