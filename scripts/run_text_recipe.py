@@ -38,7 +38,11 @@ def run(command, capture=False):
     return result.stdout
 
 
-def main(argv=None):
+def parse_args(argv):
+    """This script's options and the fairseq-train flags after `--`: options
+    may come before or after the positional arguments, and a fairseq flag
+    that shares a name with one of them (--split, --device) stays fairseq's."""
+    own, extra = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", choices=sorted(METRIC))
     parser.add_argument("prepared_dir", type=Path)
@@ -47,9 +51,13 @@ def main(argv=None):
     parser.add_argument("--split", default="test", help="split to generate and score")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--skip-train", action="store_true", help="only generate and score")
-    parser.add_argument("train_flags", nargs=argparse.REMAINDER, help="after --: extra fairseq-train flags")
-    args = parser.parse_args(argv)
-    extra = args.train_flags[1:] if args.train_flags[:1] == ["--"] else args.train_flags
+    parser.usage = parser.format_usage().removeprefix("usage: ").rstrip() + " [-- fairseq-train flags]"
+    return parser.parse_args(own), extra
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, extra = parse_args(argv)
     device = ["--cpu"] if args.device == "cpu" else []
     user_dir = ["--user-dir", str(REPO / "fairseq_ot")]
     data_bin = str(args.prepared_dir / "data-bin")
@@ -77,7 +85,7 @@ def main(argv=None):
         sys.exit(f"error: {error}")
     path = write_scores(args.run_dir, args.split, task=args.recipe, recipe=args.recipe,
                         criterion=args.criterion, metrics=metrics, hypotheses=count,
-                        command=shlex.join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]))
+                        command=shlex.join([sys.argv[0], *argv]))
     print(" ".join(f"{k}={v:.2f}" for k, v in metrics.items()) + f" ({count} hypotheses) -> {path}")
 
 

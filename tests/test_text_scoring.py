@@ -12,7 +12,7 @@ from fairseq_ot.data_prep.tokenize import detokenize
 from fairseq_ot.evaluation.generate_output import HypothesisCountError
 from fairseq_ot.evaluation.text_scoring import corpus_bleu, rouge_f1, score
 
-from conftest import TINY_TRANSFORMER
+from conftest import TINY_TRANSFORMER, load_script
 from text_corpora import script_main, write_generated_aeslc, write_generated_multi30k
 
 
@@ -66,6 +66,17 @@ def tiny_run(recipe, prepared, run_dir, criterion):
         *TINY_TRANSFORMER, "--max-update", "4", "--max-tokens", "1000", "--warmup-updates", "2",
     ])
     return json.loads((run_dir / "scores_test.json").read_text())
+
+
+def test_recipe_runner_options_go_anywhere_and_flags_after_the_separator_are_fairseqs():
+    parse_args = load_script("run_text_recipe").parse_args
+    args, extra = parse_args(["translation", "P", "R", "ot_seq", "--skip-train", "--",
+                              "--split", "x", "--lr", "1"])
+    assert args.skip_train and args.split == "test" and extra == ["--split", "x", "--lr", "1"]
+    args, extra = parse_args(["--skip-train", "translation", "P", "R", "ot_seq"])
+    assert args.skip_train and args.criterion == "ot_seq" and extra == []
+    with pytest.raises(SystemExit):  # a fairseq flag without the separator
+        parse_args(["translation", "P", "R", "ot_seq", "--max-update", "4"])
 
 
 def hypotheses_of(generate_output):
