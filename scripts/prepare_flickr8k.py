@@ -26,10 +26,8 @@ Features: scripts/extract_image_features.py on Flickr8k_Dataset.zip's images
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
@@ -37,7 +35,12 @@ from tqdm import tqdm
 from fairseq_ot.data.caption_dataset import FEATURES_FILE, images_file, references_file
 from fairseq_ot.data.image_features import load_image_features
 from fairseq_ot.data_prep.bpe import BpeApplier, learn_joint_bpe_codes
-from fairseq_ot.data_prep.text_files import TextFileError, read_lines
+from fairseq_ot.data_prep.text_files import (
+    TextFileError,
+    folder_built_in_place_of,
+    read_lines,
+    write_lines,
+)
 from fairseq_ot.data_prep.tokenize import tokenize
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,19 +80,12 @@ def read_split(path, captions, features, limit):
     return names[:limit] if limit else names
 
 
-def write_lines(path, lines):
-    with open(path, "w", encoding="utf-8") as out:
-        out.writelines(line + "\n" for line in lines)
-
-
 def prepare(raw, dest, features_path, bpe_merges, limit):
     captions = read_captions(find_captions_file(raw))
     features = load_image_features(features_path)
     splits = {split: read_split(raw / name, captions, features, limit)
               for split, name in SPLIT_LISTS.items()}
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
-    try:
+    with folder_built_in_place_of(dest) as work:
         text = work / "text"
         text.mkdir()
         for split, images in splits.items():
@@ -114,10 +110,6 @@ def prepare(raw, dest, features_path, bpe_merges, limit):
         (work / FEATURES_FILE).write_text(f"{Path(features_path).resolve()}\n", encoding="utf-8")
         (work / SETTINGS_FILE).write_text(json.dumps(settings(raw, features_path, bpe_merges, limit),
                                                      indent=2) + "\n", encoding="utf-8")
-        work.rename(dest)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
 
 
 def settings(raw, features_path, bpe_merges, limit):

@@ -1,3 +1,4 @@
+import os
 import shutil
 
 import numpy as np
@@ -74,6 +75,12 @@ def test_preparing_again_with_the_same_settings_changes_nothing(raw_flickr, data
     assert (data_bin / "train.bin").stat().st_mtime_ns == stamp
     with pytest.raises(SystemExit, match="not prepared with these settings"):
         prepare(raw_flickr, data_bin, "--bpe-merges", "61")
+
+
+def test_prepared_folder_is_readable_as_the_umask_allows(data_bin):
+    umask = os.umask(0)
+    os.umask(umask)
+    assert data_bin.stat().st_mode & 0o777 == 0o777 & ~umask
 
 
 def break_features(raw):

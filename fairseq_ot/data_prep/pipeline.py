@@ -15,8 +15,6 @@ when complete; a second run with the same inputs and options does nothing.
 """
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,7 +23,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fairseq_ot.data_prep.bpe import BpeApplier, learn_joint_bpe_codes
-from fairseq_ot.data_prep.text_files import TextFileError, read_aligned
+from fairseq_ot.data_prep.text_files import (
+    TextFileError,
+    folder_built_in_place_of,
+    read_aligned,
+    write_lines,
+)
 from fairseq_ot.data_prep.tokenize import tokenize
 
 STAMP = "prepared.json"
@@ -120,11 +123,6 @@ def _tokenized(lines, lang, options, description, max_tokens=0):
     return out
 
 
-def _write_lines(path, lines):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-
-
 def _binarize(work, options, split_names):
     command = [
         sys.executable, "-m", "fairseq_cli.preprocess",
@@ -150,11 +148,11 @@ def _build(work, splits, options):
             _tokenized(targets, options.moses_target, options, f"tokenize {name}.{tgt}"),
         )
         for lang, lines in zip((src, tgt), tokenized[name]):
-            _write_lines(work / "tok" / f"{name}.{lang}", lines)
+            write_lines(work / "tok" / f"{name}.{lang}", lines)
         if name != "train":
-            _write_lines(work / "references" / f"{name}.{tgt}", targets)
+            write_lines(work / "references" / f"{name}.{tgt}", targets)
             for k, reference in enumerate(extra, start=1):
-                _write_lines(work / "references" / f"{name}.{tgt}.{k}", reference)
+                write_lines(work / "references" / f"{name}.{tgt}.{k}", reference)
 
     _say(f"learning {options.bpe_merges} joint BPE merges on train")
     codes = learn_joint_bpe_codes(tokenized["train"][0] + tokenized["train"][1], options.bpe_merges)
@@ -163,7 +161,7 @@ def _build(work, splits, options):
     for name, sides in tokenized.items():
         for lang, lines in zip((src, tgt), sides):
             bpe_lines = [segment(line) for line in _progress(lines, f"bpe {name}.{lang}")]
-            _write_lines(work / "bpe" / f"{name}.{lang}", bpe_lines)
+            write_lines(work / "bpe" / f"{name}.{lang}", bpe_lines)
 
     _say("binarizing with fairseq-preprocess")
     _binarize(work, options, [n for n in ("train", "valid", "test") if n in texts])
@@ -183,20 +181,10 @@ def prepare(out_dir, splits, options):
     if out_dir.exists() and not (out_dir / STAMP).is_file() and any(out_dir.iterdir()):
         # replacing it would delete files this pipeline did not make
         raise FileExistsError(f"{out_dir} exists and is not a prepared folder (no {STAMP}); choose another --out-dir")
-    work = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
+    with folder_built_in_place_of(out_dir) as work:
         counts = _build(work, splits, options)
         stamp = {"fingerprint": _fingerprint(splits, options), "splits": counts}
         (work / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
-        if out_dir.exists():
-            os.replace(out_dir, old)
-        os.replace(work, out_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     _say(f"prepared {out_dir}: " + ", ".join(f"{n} {c['pairs']} pairs" for n, c in counts.items()))
     return True
 

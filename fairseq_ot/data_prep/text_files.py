@@ -1,7 +1,11 @@
 """UTF-8 line files, plain or gzip'd, read with errors that name the file and
-the line, and parallel files checked to have one line per line."""
+the line, and parallel files checked to have one line per line; building a
+folder of them under a temporary name, renamed when complete."""
 
+import contextlib
 import gzip
+import os
+import shutil
 from pathlib import Path
 
 
@@ -64,3 +68,30 @@ def find_raw_file(folder, name, required=True):
     if required:
         raise TextFileError(f"{Path(folder) / name}[.gz]: no such file")
     return None
+
+
+def write_lines(path, lines):
+    """``lines`` (without line ends) to ``path`` as UTF-8, its folder made if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+@contextlib.contextmanager
+def folder_built_in_place_of(out_dir):
+    """A fresh work folder beside ``out_dir`` (made with the umask's
+    permissions) that replaces ``out_dir`` when the block completes and is
+    removed when it fails: readers never see a half-built folder."""
+    out_dir = Path(out_dir)
+    work = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        yield work
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(work, out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
