@@ -14,13 +14,13 @@ average-pooled to [1280] (default) or kept as [49, 1280] region vectors
 """
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from fairseq_ot.evaluation.files import atomic_file
 
 IMAGE_SIZE = 224
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -58,19 +58,6 @@ def extract(network, paths, grid=False, batch_size=16):
     return torch.cat(outputs).numpy()
 
 
-def save_npz_atomically(path, **arrays):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.savez(out, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("images", type=Path, help="folder of .jpg/.jpeg/.png images")
@@ -83,8 +70,8 @@ def main(argv=None):
     if not paths:
         raise SystemExit(f"error: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {args.images}")
     features = extract(load_network(), paths, grid=args.grid, batch_size=args.batch_size)
-    save_npz_atomically(args.output, features=features.astype(args.dtype),
-                        names=np.array([p.name for p in paths]))
+    with atomic_file(args.output, "wb") as out:
+        np.savez(out, features=features.astype(args.dtype), names=np.array([p.name for p in paths]))
     print(f"wrote {args.output}: features {features.shape} {args.dtype}")
 
 
