@@ -14,6 +14,7 @@ as pycocoevalcap's PTBTokenizer does. Scores are x100. METEOR runs Java
 """
 
 import argparse
+import shlex
 import shutil
 import sys
 
@@ -24,7 +25,7 @@ from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS
 from fairseq_ot.data.caption_dataset import group_by_image, images_file, references_file
 from fairseq_ot.data_prep.text_files import read_lines
 from fairseq_ot.evaluation.generate_output import HypothesisCountError, read_hypotheses
-from fairseq_ot.evaluation.scores import write_scores
+from fairseq_ot.evaluation.scores import add_record_arguments, write_scores
 
 PUNCTUATION = set(PUNCTUATIONS)
 
@@ -62,9 +63,7 @@ def main(argv=None):
     parser.add_argument("generate_output", help="fairseq-generate's output (H-/D- lines)")
     parser.add_argument("--data", required=True, help="the prepared captioning data folder")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--run-dir", help="write RUN_DIR/scores_SPLIT.json")
-    parser.add_argument("--recipe", default="captioning")
-    parser.add_argument("--criterion", default="", help="recorded in scores_SPLIT.json")
+    add_record_arguments(parser, recipe="captioning")
     parser.add_argument("--no-meteor", action="store_true", help="skip METEOR (needs Java)")
     args = parser.parse_args(argv)
     meteor = not args.no_meteor
@@ -83,7 +82,7 @@ def main(argv=None):
     if args.run_dir:
         path = write_scores(args.run_dir, args.split, task="captioning", recipe=args.recipe,
                             criterion=args.criterion, metrics=scores, hypotheses=len(hypotheses),
-                            command=" ".join(sys.argv))
+                            command=shlex.join(sys.argv))
         print(f"wrote {path}")
 
 

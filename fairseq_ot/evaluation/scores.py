@@ -26,5 +26,12 @@ def write_scores(run_dir, split, *, task, recipe, criterion, metrics, hypotheses
     return path
 
 
+def add_record_arguments(parser, recipe=""):
+    """The flags of a scoring command line that record its scores in a run folder."""
+    parser.add_argument("--run-dir", help="write RUN_DIR/scores_SPLIT.json")
+    parser.add_argument("--recipe", default=recipe, help="recorded in scores_SPLIT.json")
+    parser.add_argument("--criterion", default="", help="recorded in scores_SPLIT.json")
+
+
 def read_scores(path):
     return json.loads(Path(path).read_text())

@@ -22,7 +22,7 @@ from fairseq_ot.data_prep.pipeline import read_prepared
 from fairseq_ot.data_prep.text_files import read_lines
 from fairseq_ot.data_prep.tokenize import detokenize
 from fairseq_ot.evaluation.generate_output import read_hypotheses
-from fairseq_ot.evaluation.scores import write_scores
+from fairseq_ot.evaluation.scores import add_record_arguments, write_scores
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
@@ -84,9 +84,7 @@ def main(argv=None):
     parser.add_argument("generate_output", help="fairseq-generate's stdout, run with --post-process subword_nmt")
     parser.add_argument("prepared_dir", help="folder made by scripts/prepare_*.py")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--run-dir", help="write RUN_DIR/scores_SPLIT.json")
-    parser.add_argument("--recipe", default="", help="recorded in the scores file")
-    parser.add_argument("--criterion", default="", help="recorded in the scores file")
+    add_record_arguments(parser)
     args = parser.parse_args(argv)
     try:
         metrics, count = score(args.metric, args.generate_output, args.prepared_dir, args.split)
