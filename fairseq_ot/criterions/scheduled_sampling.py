@@ -115,14 +115,13 @@ class ScheduledSamplingCriterion(LabelSmoothedCrossEntropyCriterion):
         gold = net_input[decoder_input_key(net_input)]
         if eps >= 1.0:
             net_output, replaced = model(**net_input), 0
-        elif self.mode == "two_pass":
-            generator = batch_generator(self.seed, self.num_updates, sample["id"])
-            mixed, coins = self.two_pass_inputs(model, net_input, eps, generator)
-            net_output = model(**{**net_input, decoder_input_key(net_input): mixed})
-            replaced = coins.sum().item()
         else:
             generator = batch_generator(self.seed, self.num_updates, sample["id"])
-            net_output, mixed, coins = self.stepwise_forward(model, net_input, eps, generator)
+            if self.mode == "two_pass":
+                mixed, coins = self.two_pass_inputs(model, net_input, eps, generator)
+                net_output = model(**{**net_input, decoder_input_key(net_input): mixed})
+            else:
+                net_output, mixed, coins = self.stepwise_forward(model, net_input, eps, generator)
             replaced = coins.sum().item()
         loss, nll_loss = self.compute_loss(model, net_output, sample, reduce=reduce)
         nsentences = sample["target"].size(0)

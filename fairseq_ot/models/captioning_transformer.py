@@ -22,6 +22,13 @@ from fairseq.modules import FairseqDropout, LayerNorm
 from fairseq_ot.criterions.flag_checks import FlagError
 
 
+def encoder_out_dict(memory, padding, src_lengths):
+    """fairseq's encoder_out layout; an image encoder has no token embeddings,
+    intermediate states or source tokens to pass on."""
+    return {"encoder_out": [memory], "encoder_padding_mask": [padding], "encoder_embedding": [],
+            "encoder_states": [], "src_tokens": [], "src_lengths": src_lengths}
+
+
 class ImageFeatureEncoder(FairseqEncoder):
     def __init__(self, feature_dim, embed_dim, dropout, max_regions):
         super().__init__(dictionary=None)
@@ -52,24 +59,15 @@ class ImageFeatureEncoder(FairseqEncoder):
             positions = torch.arange(n_regions, device=features.device)
             padding = positions[None, :] >= src_lengths.to(features.device)[:, None]
         x = x.masked_fill(padding.unsqueeze(-1), 0.0)
-        return {
-            "encoder_out": [x.transpose(0, 1)],  # T x B x C, as fairseq's decoders expect
-            "encoder_padding_mask": [padding],
-            "encoder_embedding": [],
-            "encoder_states": [],
-            "src_tokens": [],
-            "src_lengths": [] if src_lengths is None else [src_lengths],
-        }
+        # T x B x C, as fairseq's decoders expect
+        return encoder_out_dict(x.transpose(0, 1), padding, [] if src_lengths is None else [src_lengths])
 
     def reorder_encoder_out(self, encoder_out, new_order):
-        return {
-            "encoder_out": [encoder_out["encoder_out"][0].index_select(1, new_order)],
-            "encoder_padding_mask": [encoder_out["encoder_padding_mask"][0].index_select(0, new_order)],
-            "encoder_embedding": [],
-            "encoder_states": [],
-            "src_tokens": [],
-            "src_lengths": [lengths.index_select(0, new_order) for lengths in encoder_out["src_lengths"]],
-        }
+        return encoder_out_dict(
+            encoder_out["encoder_out"][0].index_select(1, new_order),
+            encoder_out["encoder_padding_mask"][0].index_select(0, new_order),
+            [lengths.index_select(0, new_order) for lengths in encoder_out["src_lengths"]],
+        )
 
     def max_positions(self):
         return self.max_regions or int(1e6)
