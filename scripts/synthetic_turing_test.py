@@ -9,10 +9,14 @@ oracle samples).
     python scripts/synthetic_turing_test.py [--minutes 10] [--parallel 2]
         [--methods mle,scheduled_sampling,cot,gjs_0.25,gjs_0.5,gjs_0.75]
         [--out synthetic_output] [--eval-samples 10000] [--curve-samples 2000]
+        [--device cpu|cuda]
 
 Writes OUT/results.json, OUT/results.md and OUT/nll_oracle_vs_time.png;
-training logs and checkpoints under OUT/runs/METHOD. Data and finished runs
-already in OUT are reused.
+training logs and checkpoints under OUT/runs/METHOD. Data and runs already in
+OUT are reused: the budget is fairseq's cumulative training time, kept in the
+checkpoints, so an interrupted run resumes from its last checkpoint and a
+larger --minutes extends finished runs with the flags of their first launch
+(the scheduled sampling slope included).
 
 Differences from the reference setup: one Adam optimizer (lr 1e-3, betas
 0.9, 0.95) trains generator and mediator together, where the reference gives
@@ -26,7 +30,6 @@ import math
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -39,6 +42,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 from fairseq.data import Dictionary  # noqa: E402
 
+from fairseq_ot.evaluation.files import write_atomically  # noqa: E402
 from fairseq_ot.synthetic.evaluation import (  # noqa: E402
     load_generator, load_split_words, nll_oracle, nll_test,
 )
@@ -81,7 +85,7 @@ PUBLISHED_NLL_ORACLE = {  # CoT paper (Lu et al. 2019), Table 1
 }
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0,
                         help="wall-clock training budget of every method")
@@ -93,7 +97,9 @@ def parse_args():
                         help="model samples scored by the oracle for each final checkpoint")
     parser.add_argument("--curve-samples", type=int, default=2000,
                         help="model samples for each intermediate checkpoint")
-    args = parser.parse_args()
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where fairseq-train runs (scoring stays on the CPU)")
+    args = parser.parse_args(argv)
     args.methods = args.methods.split(",")
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
@@ -139,13 +145,15 @@ def method_args(method, minutes):
     return MEDIATOR_ARGS + ["--criterion", "gjs", "--gjs-mode", "mediator", "--gjs-pi", pi]
 
 
-def train_command(data_bin, method, run_dir, minutes):
+def train_command(data_bin, method, run_dir, minutes, device, schedule_minutes):
+    """fairseq-train for a budget of `minutes`, with the scheduled sampling
+    slope of a `schedule_minutes` budget (the first launch's)."""
     save_interval = max(1, round(expected_updates(method, minutes) / CURVE_POINTS))
     return [
         # the fairseq-train of this interpreter's environment, wherever PATH points
         str(Path(sys.executable).parent / "fairseq-train"), str(data_bin),
-        "--user-dir", str(REPO / "fairseq_ot"), "--cpu",
-        *GENERATOR_ARGS, *TRAINING_ARGS, *method_args(method, minutes),
+        "--user-dir", str(REPO / "fairseq_ot"), *(["--cpu"] if device == "cpu" else []),
+        *GENERATOR_ARGS, *TRAINING_ARGS, *method_args(method, schedule_minutes),
         "--stop-time-hours", f"{minutes / 60:.6f}",
         "--save-interval-updates", str(save_interval), "--save-dir", str(run_dir / "checkpoints"),
     ]
@@ -165,47 +173,47 @@ def code_version():
     return commit + ("-dirty" if git("status", "--porcelain") else "")
 
 
-def train(data_bin, method, run_dir, minutes):
-    """One fairseq-train run, logged to run_dir/train.log; its record (command,
-    launch time, exit status) is run_dir/run.json, whose presence marks the
-    run as done."""
-    record_path = run_dir / "run.json"
-    if record_path.exists():
-        print(f"{method}: already trained in {run_dir}", flush=True)
-        return json.loads(record_path.read_text())
-    # fairseq-train would resume from the checkpoint_last.pt of a failed run
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+def train(data_bin, method, run_dir, minutes, device):
+    """Trains `method` until fairseq's cumulative training time reaches
+    `minutes`, resuming from run_dir/checkpoints/checkpoint_last.pt when there
+    is one. Each fairseq-train launch (command, code, budget, exit status) is
+    appended to run_dir/launches.json and its log to run_dir/train.log; the
+    list of launches is returned."""
+    launches_path = run_dir / "launches.json"
+    launches = json.loads(launches_path.read_text()) if launches_path.exists() else []
+    if launches and launches[-1]["returncode"] == 0 and launches[-1]["minutes"] >= minutes:
+        print(f"{method}: already trained for {launches[-1]['minutes']} min in {run_dir}", flush=True)
+        return launches
     run_dir.mkdir(parents=True, exist_ok=True)
-    command = train_command(data_bin, method, run_dir, minutes)
-    print(f"{method}: training for {minutes} min, log {run_dir / 'train.log'}", flush=True)
+    schedule_minutes = launches[0]["minutes"] if launches else minutes
+    command = train_command(data_bin, method, run_dir, minutes, device, schedule_minutes)
+    print(f"{method}: training up to {minutes} min, log {run_dir / 'train.log'}", flush=True)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     code = code_version()
     launched = time.time()
-    with open(run_dir / "train.log", "w") as log:
+    with open(run_dir / "train.log", "a") as log:
         returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
-    record = {"method": method, "command": command, "code": code, "launched": launched,
-              "finished": time.time(), "returncode": returncode}
-    if returncode == 0:
-        record_path.write_text(json.dumps(record, indent=1))
-    else:
+    launches.append({"command": command, "code": code, "minutes": minutes, "launched": launched,
+                     "finished": time.time(), "returncode": returncode})
+    write_atomically(launches_path, json.dumps(launches, indent=1))
+    if returncode != 0:
         print(f"{method}: fairseq-train failed ({returncode}), see {run_dir / 'train.log'}", flush=True)
-    return record
+    return launches
 
 
-def train_all(data_bin, methods, out, minutes, parallel):
+def train_all(data_bin, methods, out, minutes, parallel, device):
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        futures = {m: pool.submit(train, data_bin, m, out / "runs" / m, minutes) for m in methods}
+        futures = {m: pool.submit(train, data_bin, m, out / "runs" / m, minutes, device)
+                   for m in methods}
         return {m: future.result() for m, future in futures.items()}
 
 
-def saved_checkpoints(run_dir, launched):
-    """[(minutes since launch, path)] of the interval checkpoints and the final
-    checkpoint_last.pt, in order of writing. An interval checkpoint is written
-    first and copied to checkpoint_last, so its mtime is when it was saved."""
-    paths = list((run_dir / "checkpoints").glob("checkpoint_*_*.pt"))
-    paths.append(run_dir / "checkpoints" / "checkpoint_last.pt")
-    timed = [((path.stat().st_mtime - launched) / 60, path) for path in paths]
-    return sorted(timed)
+def saved_checkpoints(run_dir):
+    """The interval checkpoints (checkpoint_EPOCH_UPDATES.pt) in order of
+    updates, then checkpoint_last.pt."""
+    paths = (run_dir / "checkpoints").glob("checkpoint_*_*.pt")
+    ordered = sorted(paths, key=lambda path: int(path.stem.rsplit("_", 1)[1]))
+    return ordered + [run_dir / "checkpoints" / "checkpoint_last.pt"]
 
 
 def curve_selection(checkpoints):
@@ -223,29 +231,31 @@ def last_logged_stats(log_path):
     return json.loads(records[-1]) if records else None
 
 
-def evaluate_checkpoint(path, minutes, data_bin, oracle, test_words, samples):
-    generator, dictionary, updates = load_generator(path, data_bin)
+def evaluate_checkpoint(path, data_bin, oracle, test_words, samples):
+    generator, dictionary, updates, training_seconds = load_generator(path, data_bin)
     torch.manual_seed(EVAL_SEED)  # every checkpoint scored with the same draws
     return {
-        "checkpoint": path.name, "updates": updates, "minutes": round(minutes, 3),
+        "checkpoint": path.name, "updates": updates, "minutes": round(training_seconds / 60, 3),
         "nll_oracle": nll_oracle(generator, dictionary, oracle, samples),
         "nll_test": nll_test(generator, dictionary, test_words),
         "samples": samples,
     }
 
 
-def evaluate_run(method, record, data_bin, oracle, test_words, args):
+def evaluate_run(method, launches, data_bin, oracle, test_words, args):
     run_dir = args.out / "runs" / method
-    checkpoints = curve_selection(saved_checkpoints(run_dir, record["launched"]))
+    checkpoints = curve_selection(saved_checkpoints(run_dir))
     curve = []
-    for index, (minutes, path) in enumerate(checkpoints):
+    for index, path in enumerate(checkpoints):
         is_final = index == len(checkpoints) - 1
         samples = args.eval_samples if is_final else args.curve_samples
-        curve.append(evaluate_checkpoint(path, minutes, data_bin, oracle, test_words, samples))
+        curve.append(evaluate_checkpoint(path, data_bin, oracle, test_words, samples))
         point = curve[-1]
         print(f"{method:>18} {point['updates']:>6} updates {point['minutes']:6.2f} min "
               f"NLL_oracle {point['nll_oracle']:.3f} NLL_test {point['nll_test']:.3f}", flush=True)
-    return {"command": shlex.join(record["command"]), "code": record["code"], "curve": curve,
+    return {"commands": [shlex.join(launch["command"]) for launch in launches],
+            "code": sorted({launch["code"] for launch in launches}),
+            "schedule_minutes": launches[0]["minutes"], "curve": curve,
             "final": curve[-1], "last_logged": last_logged_stats(run_dir / "train.log")}
 
 
@@ -263,7 +273,7 @@ def markdown_table(results, oracle_row, minutes):
         "Per-token NLL in nats over the 20 words of a sequence (fairseq's EOS left out).",
         "NLL_oracle: the oracle's NLL of model samples (lower: better samples);",
         "NLL_test: the model's NLL of 10,000 held-out oracle samples (lower: better coverage).",
-        "minutes: wall clock from launching fairseq-train to writing the final checkpoint.",
+        "minutes: fairseq's cumulative training time (wall clock) at the final checkpoint.",
         "",
         "| method | updates | minutes | NLL_oracle | NLL_test |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -281,9 +291,7 @@ def markdown_table(results, oracle_row, minutes):
         "Setup: generator fairseq `lstm_lm` (embedding 32, hidden 32, 1 layer), batch 64,",
         "one Adam optimizer (betas 0.9, 0.95, lr 1e-3) for generator and mediator together;",
         "the reference CoT code gives the mediator (embedding 64, hidden 64) its own lr 3e-3.",
-        f"Scheduled sampling: eps_i = max({SS_MIN}, 1 - c i), "
-        f"c = {scheduled_sampling_slope(minutes):.3g}, so that eps reaches its floor",
-        "at about half the updates expected in the budget.",
+        *scheduled_sampling_lines(results),
         "Training is bounded by wall-clock time, not epochs, so the published figures",
         "(trained to convergence) are a reference, not a like-for-like comparison.",
         code_line(results),
@@ -292,8 +300,17 @@ def markdown_table(results, oracle_row, minutes):
     return "\n".join(lines) + "\n"
 
 
+def scheduled_sampling_lines(results):
+    if "scheduled_sampling" not in results:
+        return []
+    schedule_minutes = results["scheduled_sampling"]["schedule_minutes"]
+    return [f"Scheduled sampling: eps_i = max({SS_MIN}, 1 - c i), "
+            f"c = {scheduled_sampling_slope(schedule_minutes):.3g}, so that eps reaches its floor",
+            f"at about half the updates expected in its first launch's {schedule_minutes:g} minutes."]
+
+
 def code_line(results):
-    versions = sorted({result["code"] for result in results.values()})
+    versions = sorted({code for result in results.values() for code in result["code"]})
     if len(versions) == 1:
         return f"Code: {versions[0]}."
     return f"WARNING: the runs trained different code: {', '.join(versions)}."
@@ -315,7 +332,7 @@ def plot_curves(results, oracle_row, path):
     # a line at the oracle's entropy rate, far below, would flatten the curves
     axes.text(0.01, 0.01, f"oracle entropy rate {oracle_row['nll_oracle']:.2f} (off scale)",
               transform=axes.transAxes, fontsize=8, color="gray")
-    axes.set_xlabel("minutes of training (wall clock)")
+    axes.set_xlabel("minutes of training (fairseq's cumulative wall clock)")
     axes.set_ylabel("NLL_oracle (nats per token)")
     axes.set_title("Synthetic Turing test: sample quality against time")
     axes.legend(fontsize=8)
@@ -334,19 +351,21 @@ def main():
     evaluation_code = code_version()  # this process's imports score every checkpoint
     torch.set_num_threads(1)
     data_bin = prepare_data(args.out)
-    records = train_all(data_bin, args.methods, args.out, args.minutes, args.parallel)
-    trained = {m: r for m, r in records.items() if r["returncode"] == 0}
+    records = train_all(data_bin, args.methods, args.out, args.minutes, args.parallel, args.device)
+    trained = {m: launches for m, launches in records.items() if launches[-1]["returncode"] == 0}
     if not trained:
         sys.exit("every run failed: see OUT/runs/*/train.log")
 
     oracle = OracleLSTM.load_default()
     dictionary = Dictionary.load(str(data_bin / "dict.txt"))
     test_words = load_split_words(data_bin, "test", dictionary)
-    results = {m: evaluate_run(m, r, data_bin, oracle, test_words, args) for m, r in trained.items()}
+    results = {m: evaluate_run(m, launches, data_bin, oracle, test_words, args)
+               for m, launches in trained.items()}
     oracle_row = oracle_reference(
         oracle, fairseq_to_oracle_ids(test_words, oracle_id_table(dictionary)), args.eval_samples)
 
-    summary = {"minutes": args.minutes, "parallel": args.parallel, "methods": results,
+    summary = {"minutes": args.minutes, "parallel": args.parallel, "device": args.device,
+               "methods": results,
                "failed": sorted(set(records) - set(trained)), "oracle": oracle_row,
                "published_nll_oracle": PUBLISHED_NLL_ORACLE, "evaluation_code": evaluation_code,
                "total_seconds": round(time.time() - started)}

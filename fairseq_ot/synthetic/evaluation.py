@@ -21,10 +21,11 @@ from fairseq_ot.synthetic.oracle import SEQUENCE_LENGTH
 
 
 def load_generator(checkpoint_path, data_bin=None):
-    """(generator in eval mode, its dictionary, the updates that trained it)
-    from a checkpoint of a language-modeling or mediator task; the generator
-    of a mediator task's model, the model itself otherwise. `data_bin`
-    overrides the data folder recorded in the checkpoint."""
+    """(generator in eval mode, its dictionary, the updates that trained it,
+    fairseq's cumulative training seconds at the save) from a checkpoint of a
+    language-modeling or mediator task; the generator of a mediator task's
+    model, the model itself otherwise. `data_bin` overrides the data folder
+    recorded in the checkpoint."""
     overrides = {"data": str(data_bin)} if data_bin is not None else None
     state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint_path), overrides)
     models, _, task = checkpoint_utils.load_model_ensemble_and_task(
@@ -32,7 +33,8 @@ def load_generator(checkpoint_path, data_bin=None):
     )
     generator = getattr(models[0], "generator", models[0]).eval()
     num_updates = state["optimizer_history"][-1]["num_updates"]
-    return generator, task.target_dictionary, num_updates
+    training_seconds = state["extra_state"]["previous_training_time"]
+    return generator, task.target_dictionary, num_updates, training_seconds
 
 
 def load_split_words(data_bin, split, dictionary, length=SEQUENCE_LENGTH):
