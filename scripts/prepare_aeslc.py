@@ -15,7 +15,7 @@ is skipped). With internet access: https://github.com/harvardnlp/sent-summary.
 ``--held-out N`` takes valid and test from the last 2 N training pairs, for a
 folder holding one file pair only (such as ../shared/data/gigaword_sample).
 
-    python scripts/prepare_aeslc.py [--raw-dir DIR] [--out-dir prepared/aeslc] [--max-source-tokens 100]
+    python scripts/prepare_aeslc.py [--raw-dir DIR] [--out-dir prepared/aeslc] [--max-source-tokens 60]
     python scripts/prepare_aeslc.py --format gigaword --raw-dir DIR --train-prefix train1000 --held-out 100
 """
 
@@ -61,7 +61,7 @@ def main(argv=None):
     parser.add_argument("--train-prefix", help="name of the training files before the suffix (default train)")
     parser.add_argument("--held-out", type=int, default=0,
                         help="take valid and test (N pairs each) from the end of the training files")
-    parser.add_argument("--max-source-tokens", type=int, default=100,
+    parser.add_argument("--max-source-tokens", type=int, default=60,
                         help="keep the first N Moses tokens of each source (0: all)")
     parser.add_argument("--bpe-merges", type=int, default=8000, help="joint BPE merge operations")
     args = parser.parse_args(argv)
