@@ -85,7 +85,7 @@ PUBLISHED_NLL_ORACLE = {  # CoT paper (Lu et al. 2019), Table 1
 }
 
 
-def parse_args(argv=None):
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0,
                         help="wall-clock training budget of every method")
@@ -99,7 +99,7 @@ def parse_args(argv=None):
                         help="model samples for each intermediate checkpoint")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where fairseq-train runs (scoring stays on the CPU)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args()
     args.methods = args.methods.split(",")
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
