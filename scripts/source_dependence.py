@@ -5,6 +5,8 @@ next example's, and measures the spread of the encoder's outputs
 (fairseq_ot/evaluation/source_dependence.py). A model that ignores its source
 has a gap of ~0 bits and generates one output for every input, although its
 validation loss still falls (its decoder alone models the targets).
+Works on translation / summarization checkpoints (the source is a sentence)
+and on captioning ones (the source is an image's features).
 
     python scripts/source_dependence.py CHECKPOINT DATA_BIN [--split valid] [--examples 256]
 """
@@ -38,7 +40,11 @@ def main(argv=None):
     utils.import_user_module(argparse.Namespace(user_dir=str(REPO / "fairseq_ot")))
     models, _, task = checkpoint_utils.load_model_ensemble_and_task(
         [str(args.checkpoint)], arg_overrides={"data": str(args.data_bin)})
+    if not hasattr(models[0], "encoder") or not hasattr(models[0], "decoder"):
+        sys.exit(f"error: {args.checkpoint} is not an encoder-decoder model ({type(models[0]).__name__})")
     task.load_dataset(args.split)
+    if "source" not in task.dataset(args.split)[0]:
+        sys.exit(f"error: the {args.split} split of {args.data_bin} has no source sentences")
     result = measure_source_dependence(models[0], task.dataset(args.split), args.examples, args.batch_size)
     print(f"{args.split}, {result.examples} examples: NLL {result.nll_bits:.3f} bits per target token "
           f"with their own sources, {result.shifted_nll_bits:.3f} with the next example's "

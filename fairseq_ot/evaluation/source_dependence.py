@@ -32,7 +32,7 @@ class SourceDependence:
 
 def _nll_and_spread(model, dataset, items, batch_size):
     """Summed target NLL (nats), target tokens, per-batch encoder spreads."""
-    pad = dataset.tgt_dict.pad()
+    pad = model.decoder.dictionary.pad()
     total_nll, tokens, spreads = 0.0, 0, []
     for start in range(0, len(items), batch_size):
         batch = dataset.collater(items[start:start + batch_size])
@@ -55,7 +55,7 @@ def _nll_and_spread(model, dataset, items, batch_size):
 @torch.no_grad()
 def measure_source_dependence(model, dataset, examples=256, batch_size=64):
     """SourceDependence of ``model`` (eval mode) on the first ``examples`` items
-    of a fairseq LanguagePairDataset."""
+    of a dataset whose items have a "source" (LanguagePairDataset, CaptionDataset)."""
     count = min(examples, len(dataset))
     if count < 2:
         raise ValueError("source dependence needs at least 2 examples")
