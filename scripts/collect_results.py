@@ -17,7 +17,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import mean
+from statistics import mean, stdev
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -35,6 +35,7 @@ LEGEND = (
     "train.log summed over epochs (validation, checkpoint saving and start-up "
     "excluded; fairseq rounds it to whole seconds per epoch)."
 )
+SPREAD_NOTE = "mean ± sample standard deviation (min–max) over their runs."
 
 
 @dataclass
@@ -94,6 +95,13 @@ def decimals(values):
     return 2 if max(abs(v) for v in values) >= 1 else 4
 
 
+def metric_places(entries):
+    """The metrics of a table's records in order of appearance, and the
+    decimals each is printed with."""
+    metrics = list(dict.fromkeys(name for _, record in entries for name in record["metrics"]))
+    return metrics, {name: decimals([r["metrics"][name] for _, r in entries if name in r["metrics"]]) for name in metrics}
+
+
 def or_missing(value, fmt):
     return MISSING if value is None else format(value, fmt)
 
@@ -116,8 +124,7 @@ def baseline_note(mle):
 def task_table(entries, mle):
     """Markdown table of the (run, scores record) pairs of one task and split."""
     entries = sorted(entries, key=lambda e: (e[1]["recipe"], e[1]["criterion"] != MLE, e[1]["criterion"], e[0].name))
-    metrics = list(dict.fromkeys(name for _, record in entries for name in record["metrics"]))
-    places = {name: decimals([r["metrics"][name] for _, r in entries if name in r["metrics"]]) for name in metrics}
+    metrics, places = metric_places(entries)
     baselines = {
         recipe: {name: mean(m[name] for m in runs if name in m) for name in metrics if any(name in m for m in runs)}
         for recipe, runs in mle.items()
@@ -146,6 +153,32 @@ def task_table(entries, mle):
     return markdown_table(columns, rows)
 
 
+def spread_table(entries):
+    """Markdown table of the criteria run more than once (seeds, machines) in
+    one recipe, or None: per metric the mean, the sample standard deviation
+    and the range over those runs."""
+    groups = {}
+    for _, record in entries:
+        groups.setdefault((record["recipe"], record["criterion"]), []).append(record["metrics"])
+    repeated = {key: runs for key, runs in sorted(groups.items()) if len(runs) > 1}
+    if not repeated:
+        return None
+    metrics, places = metric_places(entries)
+    columns = [("criterion", False), ("recipe", False), ("runs", True)] + [(name, True) for name in metrics]
+    rows = []
+    for (recipe, criterion), runs in repeated.items():
+        row = [criterion, recipe, str(len(runs))]
+        for name in metrics:
+            values = [m[name] for m in runs if name in m]
+            if len(values) < 2:
+                row.append(MISSING)
+                continue
+            fmt = f".{places[name]}f"
+            row.append(f"{mean(values):{fmt}} ± {stdev(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})")
+        rows.append(row)
+    return markdown_table(columns, rows)
+
+
 def results_markdown(runs):
     by_table = {}
     for run in runs:
@@ -156,6 +189,9 @@ def results_markdown(runs):
         mle = mle_metrics(entries)
         notes = LEGEND + (" " + baseline_note(mle) if mle else "")
         sections.append(f"### {task}, {split} split\n\n{notes}\n\n{task_table(entries, mle)}")
+        spread = spread_table(entries)
+        if spread:
+            sections.append(f"Criteria run more than once: {SPREAD_NOTE}\n\n{spread}")
     unfinished = [run for run in runs if not run.scores]
     if unfinished:
         rows = [[run.name, or_missing(run.num_updates, "d"), or_missing(run.train_seconds, ".0f")] for run in unfinished]

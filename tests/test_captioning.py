@@ -302,6 +302,15 @@ def test_run_script_prepares_trains_generates_and_scores_every_test_image(raw_fl
     assert (run_dir / "train.log").is_file()
 
 
+def test_run_script_refuses_an_unknown_device_before_any_work(tmp_path, monkeypatch):
+    from conftest import run_cli
+
+    monkeypatch.setenv("DEVICE", "tpu")
+    code, output = run_cli(REPO / "user_dir_examples" / "captioning" / "run.sh", tmp_path / "run", check=False)
+    assert code == 2 and "DEVICE must be cpu or cuda, not tpu" in output
+    assert not (tmp_path / "run").exists()
+
+
 def test_real_flickr8k_lines_through_the_pipeline(tmp_path):
     import gzip
 

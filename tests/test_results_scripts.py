@@ -144,6 +144,21 @@ def test_mle_of_several_seeds_is_averaged(tmp_path):
     assert "| ot_seq | 33.00 | +0.83 | 1000 |" in markdown  # 33 - 32.1667
 
 
+def test_criteria_run_several_times_get_mean_deviation_and_range(tmp_path):
+    for seed, (bleu, chrf) in enumerate(((30.0, 0.5), (31.0, 0.75), (35.0, 1.0))):
+        crafted_run(tmp_path / f"mle{seed}", [((5.0, 4.0), 1)], {"test": translation("m", MLE, bleu=bleu, chrf=chrf)})
+    crafted_run(tmp_path / "ot1", [((5.0, 4.0), 1)], {"test": translation("m", "ot_seq", bleu=33.0)})
+    crafted_run(tmp_path / "ot2", [((5.0, 4.0), 1)], {"test": translation("m", "ot_seq", bleu=36.0, chrf=0.25)})
+    crafted_run(tmp_path / "gjs", [((5.0, 4.0), 1)], {"test": translation("m", "gjs", bleu=20.0)})
+    markdown = collect_results.results_markdown(collect_results.find_runs([tmp_path]))
+    spread = markdown.split(collect_results.SPREAD_NOTE)[1].strip().splitlines()
+    # sample standard deviations: sqrt(((-2)^2 + (-1)^2 + 3^2) / 2) = sqrt(7); sqrt(2 * 1.5^2) = 2.1213
+    assert spread[2:] == [
+        "| label_smoothed_cross_entropy | m | 3 | 32.00 ± 2.65 (30.00–35.00) | 0.75 ± 0.25 (0.50–1.00) |",
+        "| ot_seq | m | 2 | 34.50 ± 2.12 (33.00–36.00) | — |",  # chrf from one run only
+    ]
+
+
 def test_no_run_folder_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="no run folder"):

@@ -5,7 +5,8 @@
 # Environment: RAW (raw Flickr8k folder, default ../shared/data/flickr8k),
 # DATA (prepared folder, default RUN_DIR/../flickr8k-data-bin),
 # PREPARE_FLAGS (more flags of scripts/prepare_flickr8k.py), BEAM (default 3),
-# SCORE_FLAGS (more flags of scripts/score_captions.py, e.g. --no-meteor).
+# SCORE_FLAGS (more flags of scripts/score_captions.py, e.g. --no-meteor),
+# DEVICE (cpu, the default, or cuda: train and generate on the GPU).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 run_dir=${1:?usage: run.sh RUN_DIR [CRITERION] [fairseq-train flags...]}
@@ -13,18 +14,23 @@ criterion=${2:-label_smoothed_cross_entropy}
 shift $(( $# < 2 ? $# : 2 ))
 raw=${RAW:-$repo/../shared/data/flickr8k}
 data=${DATA:-$(dirname "$run_dir")/flickr8k-data-bin}
+case ${DEVICE:-cpu} in
+    cpu) device=(--cpu) ;;
+    cuda) device=() ;;
+    *) echo "run.sh: DEVICE must be cpu or cuda, not ${DEVICE}" >&2; exit 2 ;;
+esac
 mkdir -p "$run_dir"
 
 # shellcheck disable=SC2086  # PREPARE_FLAGS holds several words
 python "$repo/scripts/prepare_flickr8k.py" "$raw" --dest "$data" ${PREPARE_FLAGS:-}
 
 eval "recipe=($(python -m fairseq_ot.recipes captioning "$criterion"))"
-fairseq-train "$data" --user-dir "$repo/fairseq_ot" --cpu "${recipe[@]}" \
+fairseq-train "$data" --user-dir "$repo/fairseq_ot" "${device[@]}" "${recipe[@]}" \
     --no-epoch-checkpoints --save-dir "$run_dir/checkpoints" \
     --log-format json --log-file "$run_dir/train.log" "$@"
 
 task=$(python -m fairseq_ot.recipes captioning "$criterion" --task)
-fairseq-generate "$data" --user-dir "$repo/fairseq_ot" --cpu --task "$task" \
+fairseq-generate "$data" --user-dir "$repo/fairseq_ot" "${device[@]}" --task "$task" \
     --path "$run_dir/checkpoints/checkpoint_best.pt" --gen-subset test \
     --beam "${BEAM:-3}" --max-len-a 0 --max-len-b 40 --batch-size 64 \
     --required-batch-size-multiple 1 --post-process subword_nmt > "$run_dir/generate-test.txt"
