@@ -1,0 +1,78 @@
+"""scripts/switch_criterion.py: a checkpoint continued under another
+criterion keeps its optimizer state, learning-rate schedule and update
+count, against fairseq's own resumption as the oracle."""
+
+import shutil
+
+import pytest
+import torch
+
+from fairseq_ot.evaluation.train_log import read_train_log
+
+from conftest import TINY_TRANSFORMER, USER_DIR, load_script, run_cli
+
+switch_criterion = load_script("switch_criterion")
+
+MLE = ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
+GJS = ["--criterion", "gjs", "--gjs-pi", "0.5"]
+
+
+def train(data_bin, save_dir, criterion, updates):
+    """fairseq-train to ``updates``, resuming from save_dir/checkpoint_last.pt;
+    returns the learning rate logged at each update."""
+    save_dir.mkdir(exist_ok=True)
+    log = save_dir / f"train_{updates}.log"
+    run_cli("fairseq-train", data_bin, "--user-dir", USER_DIR, "--cpu", "--task", "translation",
+            *TINY_TRANSFORMER, "--dropout", "0", *criterion, "--optimizer", "adam", "--lr", "0.003",
+            "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "3", "--max-tokens", "300",
+            "--max-update", str(updates), "--num-workers", "0", "--disable-validation",
+            "--no-epoch-checkpoints", "--save-dir", save_dir, "--log-interval", "1",
+            "--log-format", "json", "--log-file", log, "--seed", "2")
+    return {int(update): stats["lr"] for update, stats in read_train_log(log).train_inner.items()}
+
+
+@pytest.fixture(scope="module")
+def mle_at_2(toy_data_bin, tmp_path_factory):
+    save_dir = tmp_path_factory.mktemp("mle")
+    train(toy_data_bin, save_dir, MLE, 2)
+    return save_dir / "checkpoint_last.pt"
+
+
+def continued(data_bin, source, folder, name, criterion):
+    folder.mkdir()
+    switch_criterion.main([str(source), str(folder / "checkpoint_last.pt"), name])
+    rates = train(data_bin, folder, criterion, 5)
+    return rates, torch.load(folder / "checkpoint_last.pt", weights_only=True)
+
+
+def test_same_criterion_through_the_script_is_fairseqs_own_resumption(toy_data_bin, mle_at_2, tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    shutil.copy(mle_at_2, plain / "checkpoint_last.pt")
+    plain_rates = train(toy_data_bin, plain, MLE, 5)
+    rates, state = continued(toy_data_bin, mle_at_2, tmp_path / "switched", "label_smoothed_cross_entropy", MLE)
+    assert rates == plain_rates and sorted(rates) == [3, 4, 5]
+    expected = torch.load(plain / "checkpoint_last.pt", weights_only=True)["model"]
+    assert all(torch.equal(state["model"][key], value) for key, value in expected.items())
+
+
+def test_another_criterion_continues_the_schedule_and_the_update_count(toy_data_bin, mle_at_2, tmp_path):
+    mle_rates = train(toy_data_bin, tmp_path / "straight", MLE, 5)
+    rates, state = continued(toy_data_bin, mle_at_2, tmp_path / "gjs", "gjs", GJS)
+    # inverse_sqrt past its 3 warm-up updates: 0.003 * sqrt(3 / update), logged to 6 digits
+    decay = pytest.approx({u: 0.003 * (3 / u) ** 0.5 for u in (3, 4, 5)}, rel=1e-5)
+    assert rates == {u: mle_rates[u] for u in (3, 4, 5)} == decay
+    history = state["optimizer_history"]
+    assert [h["criterion_name"] for h in history][-2:] == ["GJSCriterion", "GJSCriterion"]
+    assert history[-1]["num_updates"] == 5
+
+
+def test_refusals_name_the_problem(mle_at_2, tmp_path):
+    with pytest.raises(SystemExit, match="unknown criterion 'gsj'"):
+        switch_criterion.main([str(mle_at_2), str(tmp_path / "out.pt"), "gsj"])
+    state = torch.load(mle_at_2, weights_only=True)
+    state["last_optimizer_state"] = None
+    torch.save(state, tmp_path / "weights_only.pt")
+    with pytest.raises(SystemExit, match="holds no optimizer state"):
+        switch_criterion.main([str(tmp_path / "weights_only.pt"), str(tmp_path / "out.pt"), "gjs"])
+    assert not (tmp_path / "out.pt").exists()
