@@ -8,7 +8,7 @@ after MLE:
 
 fairseq refuses to resume under another criterion unless --reset-optimizer,
 which also drops Adam's moments and restarts the update count, and with it the
-warm-up. The criterion must add no trained parameters (not cot, not gjs
+warm-up. The target criterion must train nothing beyond the model (not cot, not gjs
 --gjs-mode mediator): the optimizer state has to match the model alone.
 """
 
