@@ -8,8 +8,10 @@ after MLE:
 
 fairseq refuses to resume under another criterion unless --reset-optimizer,
 which also drops Adam's moments and restarts the update count, and with it the
-warm-up. The target criterion must train nothing beyond the model (not cot, not gjs
---gjs-mode mediator): the optimizer state has to match the model alone.
+warm-up. The best validation score is forgotten when the criterion changes
+(it was measured on the old criterion's scale). The target criterion must
+train nothing beyond the model (not cot, not gjs --gjs-mode mediator): the
+optimizer state has to match the model alone.
 """
 
 import argparse
@@ -38,6 +40,10 @@ def switch_criterion(source, destination, criterion):
                  "state does not match the model alone")
     previous = history[-1]["criterion_name"]
     history[-1]["criterion_name"] = CRITERION_REGISTRY[criterion].__name__
+    if history[-1]["criterion_name"] != previous:
+        # the best validation score so far is on the old criterion's scale: kept, it
+        # would decide which new checkpoint becomes checkpoint_best.pt
+        (state.get("extra_state") or {}).pop("best", None)
     with atomic_file(destination, "wb") as out:
         torch.save(state, out)
     return previous, history[-1]["num_updates"]

@@ -67,6 +67,18 @@ def test_another_criterion_continues_the_schedule_and_the_update_count(toy_data_
     assert history[-1]["num_updates"] == 5
 
 
+def test_the_best_score_of_another_criterion_is_forgotten(tmp_path):
+    # a best validation loss of MLE (4.36) would keep gjs (about 1.4) or ot_seq (MLE + OT) from
+    # ever writing checkpoint_best.pt, or choose it on the wrong scale
+    state = {"model": {}, "criterion": None, "last_optimizer_state": {"state": {}},
+             "optimizer_history": [{"criterion_name": "LabelSmoothedCrossEntropyCriterion", "num_updates": 7}],
+             "extra_state": {"best": 4.36, "val_loss": 4.4}}
+    torch.save(state, tmp_path / "mle.pt")
+    for name, kept in (("gjs", {"val_loss": 4.4}), ("label_smoothed_cross_entropy", {"best": 4.36, "val_loss": 4.4})):
+        switch_criterion.main([str(tmp_path / "mle.pt"), str(tmp_path / f"{name}.pt"), name])
+        assert torch.load(tmp_path / f"{name}.pt", weights_only=True)["extra_state"] == kept
+
+
 def test_refusals_name_the_problem(mle_at_2, tmp_path):
     with pytest.raises(SystemExit, match="unknown criterion 'gsj'"):
         switch_criterion.main([str(mle_at_2), str(tmp_path / "out.pt"), "gsj"])
