@@ -99,20 +99,25 @@ def metric_places(entries):
     """The metrics of a table's records in order of appearance, and the
     decimals each is printed with."""
     metrics = list(dict.fromkeys(name for _, record in entries for name in record["metrics"]))
-    return metrics, {name: decimals([r["metrics"][name] for _, r in entries if name in r["metrics"]]) for name in metrics}
+    places = {name: decimals([r["metrics"][name] for _, r in entries if name in r["metrics"]]) for name in metrics}
+    return metrics, places
 
 
 def or_missing(value, fmt):
     return MISSING if value is None else format(value, fmt)
 
 
+def metrics_by_criterion(entries):
+    """(recipe, criterion) -> the metrics records of its runs, sorted by key."""
+    groups = {}
+    for _, record in entries:
+        groups.setdefault((record["recipe"], record["criterion"]), []).append(record["metrics"])
+    return dict(sorted(groups.items()))
+
+
 def mle_metrics(entries):
     """recipe -> the metrics records of that recipe's MLE runs."""
-    by_recipe = {}
-    for _, record in entries:
-        if record["criterion"] == MLE:
-            by_recipe.setdefault(record["recipe"], []).append(record["metrics"])
-    return by_recipe
+    return {recipe: runs for (recipe, criterion), runs in metrics_by_criterion(entries).items() if criterion == MLE}
 
 
 def baseline_note(mle):
@@ -157,10 +162,7 @@ def spread_table(entries):
     """Markdown table of the criteria run more than once (seeds, machines) in
     one recipe, or None: per metric the mean, the sample standard deviation
     and the range over those runs."""
-    groups = {}
-    for _, record in entries:
-        groups.setdefault((record["recipe"], record["criterion"]), []).append(record["metrics"])
-    repeated = {key: runs for key, runs in sorted(groups.items()) if len(runs) > 1}
+    repeated = {key: runs for key, runs in metrics_by_criterion(entries).items() if len(runs) > 1}
     if not repeated:
         return None
     metrics, places = metric_places(entries)
