@@ -271,3 +271,20 @@ def test_bad_cot_flags_name_the_flag(tiny_lm_data_bin):
                         ("--cot-max-len-a", "-1")):
         with pytest.raises(ValueError, match=flag):
             build_lm(tiny_lm_data_bin, "--criterion", "cot", flag, value)
+
+
+def test_logged_sample_length_pools_the_workers_samples():
+    """Two workers' sums, 3 samples of 7 tokens in all and 1 of 5: the mean
+    length is 12 / 4 = 3.0, not the mean of the workers' means (3.67)."""
+    from fairseq.logging import metrics
+
+    from fairseq_ot.criterions.cot import CotCriterion
+
+    def worker_log(samples, sample_tokens):
+        return {"loss": 1.0, "ntokens": 4, "nsentences": 2, "sample_size": 4, "cot_samples": samples,
+                "cot_sample_tokens": sample_tokens, "cot_generator_kl_sum": 0.5,
+                "cot_mediator_nll_data_sum": 1.0, "cot_mediator_nll_samples_sum": 1.0}
+
+    with metrics.aggregate(new_root=True) as logged:
+        CotCriterion.reduce_metrics([worker_log(3, 7), worker_log(1, 5)])
+    assert logged.get_smoothed_values()["sample_len"] == 3.0

@@ -218,6 +218,9 @@ class MediatorObjective(FairseqCriterion):
         metrics.log_scalar("generator_kl", total("cot_generator_kl_sum") / samples, samples, round=4)
         metrics.log_scalar("mediator_nll_data", total("cot_mediator_nll_data_sum") / ntokens / math.log(2),
                            ntokens, round=4)
+        # samples run to the length limit until the generator learns to stop,
+        # and their length sets most of the step's cost
+        metrics.log_scalar("sample_len", sample_tokens / samples, samples, round=2)
         if sample_tokens > 0:
             metrics.log_scalar("mediator_nll_samples",
                                total("cot_mediator_nll_samples_sum") / sample_tokens / math.log(2),
