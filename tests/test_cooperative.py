@@ -278,7 +278,6 @@ def test_bad_cot_flags_name_the_flag(tiny_lm_data_bin):
 def test_logged_sample_length_pools_the_workers_samples():
     """Two workers' sums, 3 samples of 7 tokens in all and 1 of 5: the mean
     length is 12 / 4 = 3.0, not the mean of the workers' means (3.67)."""
-
     def worker_log(samples, sample_tokens):
         return {"loss": 1.0, "ntokens": 4, "nsentences": 2, "sample_size": 4, "cot_samples": samples,
                 "cot_sample_tokens": sample_tokens, "cot_generator_kl_sum": 0.5,
