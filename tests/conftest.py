@@ -1,4 +1,4 @@
-import importlib.util
+import importlib
 import os
 import subprocess
 from pathlib import Path
@@ -17,11 +17,9 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def load_script(name):
-    """A script of scripts/ imported as a module."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
+    """The module behind scripts/NAME.py (fairseq_ot.cli.NAME)."""
+    return importlib.import_module(f"fairseq_ot.cli.{name}")
+
 
 TINY_TRANSFORMER = [
     "--arch", "transformer", "--share-all-embeddings",

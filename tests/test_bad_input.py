@@ -16,8 +16,8 @@ from fairseq.data.language_pair_dataset import collate
 
 from captioning_data import write_raw_flickr
 from conftest import TINY_TRANSFORMER, USER_DIR, load_script, run_cli
-from fairseq_ot.criterions.cot import check_wrapped_model
-from fairseq_ot.criterions.flag_checks import FlagError
+from fairseq_ot.criterions.mediator_objective import check_wrapped_model
+from fairseq_ot.errors import FlagError
 
 def build(data_bin, *args, task="translation", arch=TINY_TRANSFORMER):
     """Task, tiny transformer and criterion from fairseq-train flags through
@@ -176,9 +176,37 @@ def test_unknown_choice_is_an_argparse_error_naming_the_flag(toy_data_bin, capsy
     (["--criterion", "cot"], "--criterion cot needs a generator and a mediator"),
     (["--criterion", "gjs", "--gjs-mode", "mediator"], "--gjs-mode mediator needs a generator"),
 ])
-def test_mediator_criterions_without_a_mediator_task(toy_data_bin, args, message):
-    with pytest.raises(FlagError, match=message):
-        build(toy_data_bin, *args)
+def test_mediator_criterions_without_a_mediator_task(toy_data_bin, batch, args, message):
+    """The criterion checks the model it is given (it imports no task) and
+    names every mediator task, as the task registry knows them."""
+    _, model, criterion = build(toy_data_bin, *args)
+    with pytest.raises(FlagError, match=message) as error:
+        criterion(model, batch)
+    assert all(name in str(error.value) for name in
+               ("mediator_translation", "mediator_language_modeling", "mediator_captioning"))
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("mode,flag,value", [
+    ("token", "--cot-max-len-b", "5"), ("token", "--cot-samples-per-source", "2"),
+    ("mediator", "--label-smoothing", "0.1"),
+])
+def test_gjs_refuses_the_flags_of_its_other_mode(toy_data_bin, mode, flag, value):
+    task = "mediator_translation" if mode == "mediator" else "translation"
+    other = "token" if mode == "mediator" else "mediator"
+    with pytest.raises(FlagError, match=f"^{flag} applies to --gjs-mode {other} only, not {mode}$"):
+        build(toy_data_bin, "--criterion", "gjs", "--gjs-mode", mode, flag, value, task=task)
+
+
+def test_gjs_modes_build_their_own_criteria(toy_data_bin):
+    """--gjs-mode picks one of two criterion classes at build time; the token
+    one takes no --cot-* setting."""
+    _, _, token = build(toy_data_bin, "--criterion", "gjs")
+    _, _, mediator = build(toy_data_bin, "--criterion", "gjs", "--gjs-mode", "mediator",
+                           task="mediator_translation")
+    assert type(token).__name__ == "GJSCriterion" and type(mediator).__name__ == "MediatorGJSCriterion"
+    assert not any(name.startswith(("max_len", "samples_per", "mediator_steps")) for name in vars(token))
+    assert mediator.pi == token.pi == 0.5
 
 
 def test_cot_refuses_pytorch_ddp(toy_data_bin, tmp_path):
@@ -189,8 +217,8 @@ def test_cot_refuses_pytorch_ddp(toy_data_bin, tmp_path):
     try:
         wrapped = torch.nn.parallel.DistributedDataParallel(model)
         with pytest.raises(FlagError, match="--ddp-backend pytorch_ddp .* use --ddp-backend legacy_ddp"):
-            check_wrapped_model(wrapped)
-        check_wrapped_model(model)  # unwrapped (one process, legacy_ddp): accepted
+            check_wrapped_model(wrapped, "--criterion cot")
+        check_wrapped_model(model, "--criterion cot")  # unwrapped (one process, legacy_ddp): accepted
     finally:
         torch.distributed.destroy_process_group()
 

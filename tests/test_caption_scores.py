@@ -5,6 +5,7 @@ import pytest
 import sacrebleu
 
 from conftest import load_script
+from fairseq_ot.evaluation import caption_scoring
 
 score_captions = load_script("score_captions")
 
@@ -21,16 +22,16 @@ REFERENCES = [
 
 
 def test_normalization_drops_punctuation_tokens_only():
-    assert score_captions.normalize("A dog , running ... on grass - ok .") == "a dog running on grass ok"
+    assert caption_scoring.normalize("A dog , running ... on grass - ok .") == "a dog running on grass ok"
 
 
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
 def test_bleu_matches_sacrebleu_with_all_references(order):
-    hypotheses = [score_captions.normalize(h) for h in HYPOTHESES]
-    references = [[score_captions.normalize(r) for r in refs] for refs in REFERENCES]
+    hypotheses = [caption_scoring.normalize(h) for h in HYPOTHESES]
+    references = [[caption_scoring.normalize(r) for r in refs] for refs in REFERENCES]
     expected = sacrebleu.metrics.BLEU(tokenize="none", smooth_method="none", max_ngram_order=order)
     expected = expected.corpus_score(hypotheses, [list(column) for column in zip(*references)]).score
-    scores = score_captions.caption_scores(HYPOTHESES, REFERENCES, meteor=False)
+    scores = caption_scoring.caption_scores(HYPOTHESES, REFERENCES, meteor=False)
     assert scores[f"bleu{order}"] == pytest.approx(expected, abs=1e-4)
 
 
@@ -73,11 +74,11 @@ def cider_d_by_definition(hypotheses, references, sigma=6.0):
 
 
 def test_cider_matches_its_definition():
-    hypotheses = [score_captions.normalize(h) for h in HYPOTHESES]
-    references = [[score_captions.normalize(r) for r in refs] for refs in REFERENCES]
+    hypotheses = [caption_scoring.normalize(h) for h in HYPOTHESES]
+    references = [[caption_scoring.normalize(r) for r in refs] for refs in REFERENCES]
     expected = 100 * cider_d_by_definition(hypotheses, references)
     assert expected > 10
-    scores = score_captions.caption_scores(HYPOTHESES, REFERENCES, meteor=False)
+    scores = caption_scoring.caption_scores(HYPOTHESES, REFERENCES, meteor=False)
     assert scores["cider"] == pytest.approx(expected, rel=1e-6)
 
 
@@ -98,7 +99,7 @@ def test_scores_file_records_every_metric_and_a_missing_image_is_an_error(tmp_pa
     score_captions.main([str(output), "--data", str(data), "--run-dir", str(tmp_path / "run"),
                          "--criterion", "ot_seq", "--no-meteor"])
     record = read_scores(tmp_path / "run" / "scores_test.json")
-    expected = score_captions.caption_scores(HYPOTHESES, REFERENCES, meteor=False)
+    expected = caption_scoring.caption_scores(HYPOTHESES, REFERENCES, meteor=False)
     assert record["metrics"] == pytest.approx(expected) and record["hypotheses"] == 4
     write_generate_output(output, HYPOTHESES, range(3))
     with pytest.raises(SystemExit, match="3 hypotheses for 4 references"):

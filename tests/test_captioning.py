@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from captioning_data import FEATURE_DIM, write_raw_flickr
-from conftest import REPO, SHARED_DATA, build, load_script
+from conftest import REPO, SHARED_DATA, USER_DIR, build, load_script, run_cli
 
 SHARED_FLICKR = SHARED_DATA / "flickr8k"
 TINY_CAPTIONER = [
@@ -292,7 +292,7 @@ def test_run_script_prepares_trains_generates_and_scores_every_test_image(raw_fl
                        ("PREPARE_FLAGS", f"--features {raw_flickr / 'features.npz'} --bpe-merges 60")):
         monkeypatch.setenv(key, value)
     run_dir = tmp_path / "run"
-    run_cli(REPO / "user_dir_examples" / "captioning" / "run.sh", run_dir, "label_smoothed_cross_entropy",
+    run_cli(REPO / "fairseq_ot" / "recipes" / "captioning" / "run.sh", run_dir, "label_smoothed_cross_entropy",
             *TINY_CAPTIONER[2:], "--decoder-embed-dim", "64", "--dropout", "0.1", "--max-update", "150",
             "--max-tokens", "500", "--warmup-updates", "10", "--lr", "0.005")
     record = read_scores(run_dir / "scores_test.json")
@@ -306,7 +306,7 @@ def test_run_script_refuses_an_unknown_device_before_any_work(tmp_path, monkeypa
     from conftest import run_cli
 
     monkeypatch.setenv("DEVICE", "tpu")
-    code, output = run_cli(REPO / "user_dir_examples" / "captioning" / "run.sh", tmp_path / "run", check=False)
+    code, output = run_cli(REPO / "fairseq_ot" / "recipes" / "captioning" / "run.sh", tmp_path / "run", check=False)
     assert code == 2 and "DEVICE must be cpu or cuda, not tpu" in output
     assert not (tmp_path / "run").exists()
 
@@ -338,3 +338,27 @@ def test_real_flickr8k_lines_through_the_pipeline(tmp_path):
         expected_features = torch.from_numpy(arrays["features"][row].astype(np.float32))
     assert torch.equal(task.dataset("valid")[3]["source"], expected_features[None])
     assert after < before
+
+
+def test_extracted_captioning_generator_captions_as_the_mediator_checkpoint(data_bin, tmp_path):
+    """extract_generator on a mediator_captioning checkpoint writes a plain
+    captioning checkpoint whose captions equal the mediator checkpoint's."""
+    save_dir = tmp_path / "checkpoints"
+    run_cli("fairseq-train", data_bin, "--user-dir", USER_DIR, "--task", "mediator_captioning", "--cpu",
+            *TINY_CAPTIONER, "--criterion", "cot", "--cot-max-len-a", "0", "--cot-max-len-b", "12",
+            "--ddp-backend", "legacy_ddp", "--optimizer", "adam", "--lr", "0.003", "--batch-size", "16",
+            "--max-update", "3", "--save-dir", save_dir, "--no-epoch-checkpoints", "--seed", "1")
+    generator = tmp_path / "generator.pt"
+    _, printed = run_cli("python", REPO / "scripts" / "extract_generator.py", save_dir / "checkpoint_last.pt",
+                         generator)
+    assert "(task captioning)" in printed
+    common = ["--cpu", "--gen-subset", "test", "--beam", "2", "--batch-size", "8",
+              "--required-batch-size-multiple", "1"]
+    _, with_mediator = run_cli("fairseq-generate", data_bin, "--user-dir", USER_DIR, "--task",
+                               "mediator_captioning", "--path", save_dir / "checkpoint_last.pt", *common)
+    _, alone = run_cli("fairseq-generate", data_bin, "--user-dir", USER_DIR, "--task", "captioning",
+                       "--path", generator, *common)
+    captions = [sorted(line for line in output.splitlines() if line.startswith("H-"))
+                for output in (with_mediator, alone)]
+    assert len(captions[1]) == len(set(read(data_bin / "test.images.txt"))) > 0
+    assert captions[0] == captions[1]

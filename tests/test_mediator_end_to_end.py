@@ -62,7 +62,7 @@ def test_generation_equals_the_generator_alone(toy_data_bin, cot_checkpoint, tmp
 
 def test_composite_optimizer_gives_each_network_its_learning_rate(tiny_lm_data_bin, tmp_path):
     _, output = run_cli(
-        "fairseq-ot-hydra-train", "--config-dir", REPO / "user_dir_examples" / "cot_composite_lr",
+        "fairseq-ot-hydra-train", "--config-dir", REPO / "fairseq_ot" / "recipes" / "cot_composite_lr",
         "--config-name", "cot_composite", f"common.user_dir={USER_DIR}",
         f"task.data={tiny_lm_data_bin}", "optimization.max_update=4",
         f"checkpoint.save_dir={tmp_path / 'ckpt'}", f"hydra.run.dir={tmp_path / 'hydra'}",

@@ -12,7 +12,7 @@ import torch
 
 from conftest import build
 from criterion_flags import CRITERIA
-from fairseq_ot.criterions import cot as cot_module
+from fairseq_ot.criterions import mediator_objective
 from fairseq_ot.criterions import gjs as gjs_module
 from fairseq_ot.modules import soft_embedding
 from fairseq_ot.modules.divergences import masked_log_softmax, stepwise_kl, token_js_pi
@@ -26,7 +26,7 @@ RELATIVE_TOLERANCE = 1e-3
 UPDATE = 4
 # per criterion: the internal function whose results must be float32
 INTERNALS = {"ot_seq": (soft_embedding, "solve_ot"), "gjs-token": (gjs_module, "token_js_pi"),
-             "gjs-mediator": (cot_module, "stepwise_kl"), "cot": (cot_module, "stepwise_kl")}
+             "gjs-mediator": (mediator_objective, "stepwise_kl"), "cot": (mediator_objective, "stepwise_kl")}
 
 
 def result_tensors(result):

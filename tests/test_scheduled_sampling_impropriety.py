@@ -131,7 +131,7 @@ def test_script_prints_the_kl_table_and_writes_the_png(tmp_path, capsys):
     rows = np.array([
         [float(value) for value in line.split()]
         for line in capsys.readouterr().out.splitlines()
-        if re.fullmatch(r"\s*[\d.]+(\s+[\d.]+){3}\s*", line)
+        if re.fullmatch(r"\s*[\d.]+(\s+-?[\d.]+){3}\s*", line)
     ])
     p = make_dependent_joint(size, coupling, seed).numpy()
     product = np.outer(p.sum(axis=1), p.sum(axis=0))

@@ -2,12 +2,12 @@
 
 import gzip
 import random
-import runpy
+import importlib
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SHARED_DATA
+from conftest import SHARED_DATA
 
 EN_DE = {
     "the": "der", "a": "ein", "man": "Mann", "dog": "Hund", "child": "Kind", "woman": "Frau",
@@ -20,7 +20,7 @@ EN_DE = {
 
 def script_main(name):
     """``main`` of scripts/NAME.py, called in-process (one fairseq import)."""
-    return runpy.run_path(str(REPO / "scripts" / f"{name}.py"))["main"]
+    return importlib.import_module(f"fairseq_ot.cli.{name}").main
 
 
 def write_lines(path, lines):

@@ -1,20 +1,21 @@
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from fairseq.criterions import register_criterion
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
-from fairseq.dataclass import ChoiceEnum
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
+from omegaconf import II
 
-from fairseq_ot.criterions.cot import CotCriterionConfig, MediatorObjective
-from fairseq_ot.criterions.flag_checks import require
+from fairseq_ot.criterions.mediator_objective import MediatorObjective, MediatorObjectiveConfig
+from fairseq_ot.errors import FlagError, check_label_smoothing_flags, require
 from fairseq_ot.modules.divergences import token_js_pi
 
 MODES = ("token", "mediator")
 
 
 @dataclass
-class GJSCriterionConfig(CotCriterionConfig):
+class GJSModeConfig(FairseqDataclass):
     gjs_pi: float = field(
         default=0.5,
         metadata={"help": "pi in (0, 1): towards 0 maximum likelihood KL[P||Q], "
@@ -26,42 +27,70 @@ class GJSCriterionConfig(CotCriterionConfig):
                   "target, no mediator; mediator: sequence level with a mediator task "
                   "(--cot-* flags), pi = 0.5 is cot"},
     )
+
+
+@dataclass
+class TokenGJSConfig(GJSModeConfig):
     label_smoothing: float = field(
         default=0.0, metadata={"help": "token mode: label smoothing of the target P"}
     )
+    sentence_avg: bool = II("optimization.sentence_avg")
+
+
+@dataclass
+class MediatorGJSConfig(MediatorObjectiveConfig, GJSModeConfig):
+    pass
+
+
+@dataclass
+class GJSCriterionConfig(MediatorGJSConfig, TokenGJSConfig):
+    """The flags of `--criterion gjs`: both modes' (fairseq registers one
+    dataclass per name); each mode refuses the other's flags."""
+
+
+def refuse_other_mode_flags(cfg, mode):
+    """A flag of the other mode set away from its default is a one-line error,
+    not silently ignored."""
+    own, other = (MediatorGJSConfig, TokenGJSConfig) if mode == "mediator" else (TokenGJSConfig, MediatorGJSConfig)
+    own_names = {f.name for f in fields(own)}
+    for other_field in fields(other):
+        # fields that mirror a global flag (--seed) take its value, not a default
+        mirrors_global = isinstance(other_field.default, str) and other_field.default.startswith("${")
+        if (other_field.name not in own_names and not mirrors_global
+                and getattr(cfg, other_field.name) != other_field.default):
+            other_mode = "token" if mode == "mediator" else "mediator"
+            raise FlagError(f"--{other_field.name.replace('_', '-')} applies to --gjs-mode "
+                            f"{other_mode} only, not {mode}")
 
 
 @register_criterion("gjs", dataclass=GJSCriterionConfig)
-class GJSCriterion(MediatorObjective):
+class GJSCriterion(LabelSmoothedCrossEntropyCriterion):
     """Generalized Jensen-Shannon divergence (Huszar 2015, "How (not) to Train
     your Generative Model: Scheduled Sampling, Likelihood, Adversary?"),
 
-        JS_pi[P||Q] = pi KL[P||M] + (1 - pi) KL[Q||M],  M = pi P + (1 - pi) Q.
+        JS_pi[P||Q] = pi KL[P||M] + (1 - pi) KL[Q||M],  M = pi P + (1 - pi) Q,
 
-    token mode: loss = sum_t JS_pi[P_t||Q_t] / (pi (1 - pi)), which tends to the
-    NLL as pi -> 0 and to KL[Q_t||P_t] as pi -> 1 (with label smoothing; with a
-    one-hot P it becomes a bounded, noise-robust loss). mediator mode: the
-    mediator learns M = pi P_data + (1 - pi) G, the generator follows
-    2 (1 - pi) KL[G||M] along its samples; pi = 1/2 is `cot` exactly."""
+    per target position under teacher forcing (`--gjs-mode token`):
+    loss = sum_t JS_pi[P_t||Q_t] / (pi (1 - pi)), which tends to the NLL as
+    pi -> 0 and to KL[Q_t||P_t] as pi -> 1 (with label smoothing; with a
+    one-hot P it becomes a bounded, noise-robust loss). `--gjs-mode mediator`
+    builds MediatorGJSCriterion instead."""
 
-    mediator_flags = "--gjs-mode mediator"
+    @classmethod
+    def build_criterion(cls, cfg, task):
+        mode = str(cfg.gjs_mode)
+        refuse_other_mode_flags(cfg, mode)
+        if mode == "mediator":
+            return MediatorGJSCriterion.build_criterion(cfg, task)
+        return super().build_criterion(cfg, task)
 
-    def __init__(self, task, sentence_avg, gjs_pi, gjs_mode, label_smoothing,
-                 cot_max_len_a, cot_max_len_b, cot_samples_per_source, cot_mediator_steps, seed):
+    def __init__(self, task, sentence_avg, gjs_pi, label_smoothing):
         require(0 < gjs_pi < 1, "--gjs-pi", "in (0, 1)", gjs_pi)
-        require(0 <= label_smoothing < 1, "--label-smoothing", "in [0, 1)", label_smoothing)
-        self.mode = str(gjs_mode)
-        if self.mode == "mediator":
-            super().__init__(task, sentence_avg, gjs_pi, cot_max_len_a, cot_max_len_b,
-                             cot_samples_per_source, cot_mediator_steps, seed)
-        else:
-            super(MediatorObjective, self).__init__(task)
-            self.sentence_avg, self.pi = sentence_avg, gjs_pi
-        self.label_smoothing = label_smoothing
+        check_label_smoothing_flags(label_smoothing, 0)
+        super().__init__(task, sentence_avg, label_smoothing)
+        self.pi = gjs_pi
 
     def forward(self, model, sample, reduce=True):
-        if self.mode == "mediator":
-            return super().forward(model, sample, reduce)
         net_output = model(**sample["net_input"])
         lprobs = model.get_normalized_probs(net_output, log_probs=True)
         lprobs = lprobs.view(-1, lprobs.size(-1))
@@ -69,7 +98,7 @@ class GJSCriterion(MediatorObjective):
         # masking the per-token results, not the [N, V] log-probabilities,
         # avoids a copy of the largest tensor of the step
         mask = target.ne(self.padding_idx)
-        js = token_js_pi(lprobs, target, self.pi, self.label_smoothing).masked_fill(~mask, 0.0)
+        js = token_js_pi(lprobs, target, self.pi, self.eps).masked_fill(~mask, 0.0)
         loss = js.sum() / (self.pi * (1 - self.pi))
         # logged only: a second gather with grad would add a [N, V] gradient
         nll_loss = -lprobs.detach().gather(-1, target.unsqueeze(-1)).squeeze(-1)
@@ -88,11 +117,23 @@ class GJSCriterion(MediatorObjective):
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
-        if any("cot_samples" in log for log in logging_outputs):
-            super().reduce_metrics(logging_outputs)
-            return
-        LabelSmoothedCrossEntropyCriterion.reduce_metrics(logging_outputs)
+        super().reduce_metrics(logging_outputs)
         ntokens = sum(log.get("ntokens", 0) for log in logging_outputs)
         gjs = sum(float(log.get("gjs_sum", 0)) for log in logging_outputs)
         if ntokens > 0:
             metrics.log_scalar("js_pi", gjs / ntokens / math.log(2), ntokens, round=4)
+
+
+class MediatorGJSCriterion(MediatorObjective):
+    """JS_pi[P_data||G] with a mediator (`--criterion gjs --gjs-mode mediator`,
+    Huszar 2015 with Lu et al., ICML 2019): the mediator learns
+    M = pi P_data + (1 - pi) G by NLL weighted pi : (1 - pi), the generator
+    follows 2 (1 - pi) KL[G||M] along its samples; pi = 1/2 is `cot` exactly."""
+
+    mediator_flags = "--gjs-mode mediator"
+
+    def __init__(self, task, sentence_avg, gjs_pi, cot_max_len_a, cot_max_len_b,
+                 cot_samples_per_source, cot_mediator_steps, seed):
+        require(0 < gjs_pi < 1, "--gjs-pi", "in (0, 1)", gjs_pi)
+        super().__init__(task, sentence_avg, gjs_pi, cot_max_len_a, cot_max_len_b,
+                         cot_samples_per_source, cot_mediator_steps, seed)

@@ -11,7 +11,8 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 
-from fairseq_ot.criterions.flag_checks import (
+from fairseq_ot.compat.update_count import FollowsUpdateCount
+from fairseq_ot.errors import (
     FlagError,
     check_label_smoothing_flags,
     require,
@@ -19,7 +20,6 @@ from fairseq_ot.criterions.flag_checks import (
 )
 from fairseq_ot.modules.optimal_transport import GRADIENT_MODES, SOLVERS
 from fairseq_ot.modules.soft_embedding import sequence_ot_distance, soft_embed
-from fairseq_ot.modules.update_counter import follow_update_count
 
 # Cosine costs reach 2; below this beta exp(-2 / beta) leaves float32's range.
 MIN_OT_BETA = 0.04
@@ -74,7 +74,7 @@ class OTSeqCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
 
 
 @register_criterion("ot_seq", dataclass=OTSeqCriterionConfig)
-class OTSeqCriterion(LabelSmoothedCrossEntropyCriterion):
+class OTSeqCriterion(FollowsUpdateCount, LabelSmoothedCrossEntropyCriterion):
     """Label-smoothed MLE plus sequence-level optimal transport,
 
         loss = sum_t LS-NLL(y_t) + gamma * sum_s OT(E^T softmax(z_s / tau), E[y_s])
@@ -125,11 +125,7 @@ class OTSeqCriterion(LabelSmoothedCrossEntropyCriterion):
             solver=str(ot_solver), beta=ot_beta, iters=ot_iters,
             inner_iters=ot_inner_iters, gradient=str(ot_gradient),
         )
-        self.num_updates = 0
-        follow_update_count(task, self)
-
-    def set_num_updates(self, num_updates):
-        self.num_updates = num_updates
+        self.follow_update_count(task)
 
     def warmup_factor(self):
         if self.ot_warmup_updates == 0:

@@ -11,7 +11,8 @@ from fairseq.logging import metrics
 from fairseq.models import FairseqIncrementalDecoder
 from omegaconf import II
 
-from fairseq_ot.criterions.flag_checks import FlagError, check_label_smoothing_flags
+from fairseq_ot.compat.update_count import FollowsUpdateCount
+from fairseq_ot.errors import FlagError, check_label_smoothing_flags
 from fairseq_ot.modules.batch_random import batch_generator
 from fairseq_ot.modules.sampling import decoder_input_key
 from fairseq_ot.modules.schedules import (
@@ -19,8 +20,7 @@ from fairseq_ot.modules.schedules import (
     check_schedule,
     teacher_forcing_probability,
 )
-from fairseq_ot.modules.token_prediction import PREDICTIONS, predict_tokens
-from fairseq_ot.modules.update_counter import follow_update_count
+from fairseq_ot.modules.token_prediction import PREDICTIONS, banned_symbols, predict_tokens
 
 MODES = ("two_pass", "stepwise")
 
@@ -59,7 +59,7 @@ class ScheduledSamplingCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig)
 
 
 @register_criterion("scheduled_sampling", dataclass=ScheduledSamplingCriterionConfig)
-class ScheduledSamplingCriterion(LabelSmoothedCrossEntropyCriterion):
+class ScheduledSamplingCriterion(FollowsUpdateCount, LabelSmoothedCrossEntropyCriterion):
     """Label-smoothed NLL of the gold target given a mixed prefix,
 
         loss = sum_t LS-NLL(y_t | z_<t, x),  z_t = y_t with probability eps_i,
@@ -97,14 +97,9 @@ class ScheduledSamplingCriterion(LabelSmoothedCrossEntropyCriterion):
             schedule=str(ss_schedule), k=ss_k, c=ss_c, eps_min=ss_min,
             warmup_updates=ss_warmup_updates,
         )
-        dictionary = task.target_dictionary if task is not None else None
-        self.banned = (self.padding_idx,) + ((dictionary.bos(),) if dictionary else ())
+        self.banned = banned_symbols(task.target_dictionary if task is not None else None)
         self.seed = seed
-        self.num_updates = 0
-        follow_update_count(task, self)
-
-    def set_num_updates(self, num_updates):
-        self.num_updates = num_updates
+        self.follow_update_count(task)
 
     def teacher_forcing_probability(self):
         return teacher_forcing_probability(update_num=self.num_updates, **self.schedule)

@@ -19,7 +19,7 @@ from fairseq.models.transformer import Embedding, TransformerDecoder, Transforme
 from fairseq.models.transformer.transformer_legacy import base_architecture
 from fairseq.modules import FairseqDropout, LayerNorm
 
-from fairseq_ot.criterions.flag_checks import FlagError
+from fairseq_ot.errors import FlagError
 
 
 def encoder_out_dict(memory, padding, src_lengths):

@@ -7,6 +7,7 @@ probabilities, targets, maximum positions, generation) is the generator's, so
 `fairseq-generate` and `fairseq-interactive` see the generator alone."""
 
 from fairseq.models import BaseFairseqModel
+from fairseq.tasks import TASK_REGISTRY
 
 GENERATOR, MEDIATOR = "generator", "mediator"
 
@@ -43,3 +44,16 @@ class GeneratorMediatorModel(BaseFairseqModel):
     @property
     def decoder(self):
         return self.generator.decoder
+
+
+def mediator_tasks():
+    """{name: name of the plain task it extends} of every registered fairseq
+    task whose `builds_model` is GeneratorMediatorModel (the mediator tasks),
+    e.g. {"mediator_translation": "translation", ...}: derived from the task
+    classes, so a new mediator task needs no list updated by hand."""
+    names = {task: name for name, task in TASK_REGISTRY.items()}
+    return {
+        name: next(names[base] for base in task.__mro__[1:] if base in names)
+        for name, task in sorted(TASK_REGISTRY.items())
+        if getattr(task, "builds_model", None) is GeneratorMediatorModel
+    }

@@ -11,26 +11,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-# The log-probability of a banned symbol: exp() of it is exactly 0, yet, unlike
-# -inf, differences of two such values are 0 rather than NaN, so KL sums need
-# no masking pass over the vocabulary.
-BANNED_LOG_PROB = -1e30
+from fairseq_ot.modules.token_prediction import mask_banned
 
 
 def masked_log_softmax(logits: Tensor, banned=()) -> Tensor:
     """Log-probabilities in float32 over the tokens a sequence can contain:
     `banned` symbols (pad, BOS) get none, matching what the sampler draws."""
-    logits = logits.float()
-    if banned:
-        index = torch.tensor(list(banned), device=logits.device)
-        logits = logits.index_fill(-1, index, BANNED_LOG_PROB)
-    return F.log_softmax(logits, dim=-1)
+    return F.log_softmax(mask_banned(logits.float(), banned), dim=-1)
 
 
 def stepwise_kl(lprobs_p: Tensor, lprobs_q: Tensor, mask: Tensor) -> Tensor:
     """sum_t [mask_t] sum_v p_t(v) (log p_t(v) - log q_t(v)) per sequence:
-    [B, T, V] finite log-probabilities (see BANNED_LOG_PROB) and a [B, T]
+    [B, T, V] finite log-probabilities (see token_prediction.BANNED_LOG_PROB) and a [B, T]
     mask -> [B]."""
     per_step = (lprobs_p.exp() * (lprobs_p - lprobs_q)).sum(-1)
     return (per_step * mask).sum(-1)

@@ -12,7 +12,7 @@ teacher forcing (i counts from the end of the warm-up)."""
 
 import math
 
-from fairseq_ot.criterions.flag_checks import FlagError
+from fairseq_ot.errors import FlagError
 
 SCHEDULES = ("constant", "linear", "exponential", "inverse_sigmoid")
 

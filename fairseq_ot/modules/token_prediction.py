@@ -5,6 +5,26 @@ from torch import Tensor
 
 PREDICTIONS = ("sample", "argmax")
 
+# The logit, and log-probability, of a banned symbol: exp() of it is exactly
+# 0, yet, unlike -inf, differences of two such values are 0 rather than NaN,
+# so KL sums need no masking pass over the vocabulary.
+BANNED_LOG_PROB = -1e30
+
+
+def banned_symbols(dictionary):
+    """The symbols no sequence may contain: padding and BOS (none without a
+    dictionary, as for criterions built without a task in unit tests)."""
+    if dictionary is None:
+        return ()
+    return (dictionary.pad(), dictionary.bos())
+
+
+def mask_banned(logits: Tensor, banned=()) -> Tensor:
+    """`logits` with the `banned` symbols at BANNED_LOG_PROB (a copy)."""
+    if not banned:
+        return logits
+    return logits.index_fill(-1, torch.tensor(list(banned), device=logits.device), BANNED_LOG_PROB)
+
 
 def predict_tokens(logits: Tensor, mode: str, banned=(), generator=None) -> Tensor:
     """[..., V] logits -> [...] token indices, never one of `banned` (pad,
@@ -15,10 +35,7 @@ def predict_tokens(logits: Tensor, mode: str, banned=(), generator=None) -> Tens
     (torch's global one if None); `argmax` is greedy."""
     logits = logits.detach()
     if mode == "sample":
-        scores = logits.float()
-        if banned:
-            scores = scores.index_fill(-1, torch.tensor(list(banned), device=scores.device),
-                                       float("-inf"))
+        scores = mask_banned(logits.float(), banned)
         cdf = torch.softmax(scores, dim=-1).cumsum_(-1)
         uniform = torch.rand(cdf.shape[:-1] + (1,), device=cdf.device, generator=generator) * cdf[..., -1:]
         # right=True: the first token whose cumulative mass exceeds the draw,

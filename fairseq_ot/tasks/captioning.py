@@ -8,7 +8,7 @@ from fairseq.data import Dictionary, data_utils
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 
-from fairseq_ot.criterions.flag_checks import FlagError, require
+from fairseq_ot.errors import FlagError, require
 from fairseq_ot.data.caption_dataset import FEATURES_FILE, CaptionDataset, read_image_names
 from fairseq_ot.data.image_features import load_image_features
 from fairseq_ot.tasks.mediator import MediatorConfig, MediatorTaskMixin

@@ -14,7 +14,7 @@ from fairseq.tasks.language_modeling import LanguageModelingConfig, LanguageMode
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import OmegaConf
 
-from fairseq_ot.criterions.flag_checks import FlagError, require
+from fairseq_ot.errors import FlagError, require
 from fairseq_ot.models.generator_mediator import GeneratorMediatorModel
 
 MEDIATOR_ARGS = "mediator_model_args"
@@ -85,6 +85,8 @@ def mediator_model_args(cfg, generator_cfg):
 
 class MediatorTaskMixin:
     """Builds GeneratorMediatorModel; generation uses the generators alone."""
+
+    builds_model = GeneratorMediatorModel  # what makes a task a mediator task
 
     def build_model(self, cfg, from_checkpoint=False):
         generator = super().build_model(cfg, from_checkpoint)

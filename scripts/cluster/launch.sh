@@ -65,10 +65,10 @@ if [[ $launcher == slurm ]]; then
     [[ -n ${SLURM_NTASKS:-} ]] || die "--launcher slurm runs as one of the tasks of srun"
 fi
 
-# fairseq_ot/recipes.py run as a file: `python -m fairseq_ot.recipes` would first
+# fairseq_ot/recipes/__init__.py run as a file: `python -m fairseq_ot.recipes` would first
 # import fairseq through the package (seconds on every launch).
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-quoted_flags=$(python -I "$repo/fairseq_ot/recipes.py" "$recipe" "$criterion") || exit 2
+quoted_flags=$(python -I "$repo/fairseq_ot/recipes/__init__.py" "$recipe" "$criterion") || exit 2
 eval "recipe_flags=($quoted_flags)"
 
 if [[ -z $nproc ]]; then

@@ -1,0 +1,486 @@
+#!/usr/bin/env python
+"""Benchmark the fairseq_ot criterions against label-smoothed cross-entropy.
+
+Measured, on one in-memory fairseq translation setup (a `transformer` of
+3+3 layers, dim 256, ffn 1024, 4 heads, a shared vocabulary of 8000 types;
+synthetic batches of 64 sentence pairs of 10..30 tokens, padded):
+
+* ms/step: a full training step (forward, backward, Adam step, zero_grad).
+  Every criterion trains its own copy of the same initial weights on the
+  same batches; after warm-up the criteria alternate step by step, round
+  after round, so that machine noise falls on all of them alike, and each
+  reports the median over rounds of its mean step time in a round.
+* peak MB: the peak of the memory a step allocates above what was live
+  before it (parameters and Adam moments, identical for all criteria drop
+  out; activations, gradients and the criterion's temporaries remain).
+  Exact on CPU by counting tensor storages (fairseq_ot/benchmarks/memory_meter.py), from
+  the allocator on CUDA.
+* batched IPOT against a Python loop over sentences, B=64, n=m=30, cosine
+  costs in [0, 2], uniform marginals, beta 0.5, 50 iterations, in the
+  envelope mode (forward only) and the unrolled mode (forward + backward).
+
+Targets: ot_seq step time <= 1.25x and peak memory <= 1.3x those of
+label_smoothed_cross_entropy; scheduled_sampling (two_pass) <= 1.8x, token
+gjs <= 1.1x, cot <= 2.5x (generator and mediator of the same size, on the
+mediator_translation task); batched IPOT >= 20x faster than the loop.
+
+The defaults take a few minutes on 2 CPU cores with OMP_NUM_THREADS=1:
+about 45 s per criterion row (6 rows with ot_seq's two variants) and 30 s
+for IPOT.
+
+    OMP_NUM_THREADS=1 python scripts/bench_criterions.py [--json results.json]
+"""
+
+import argparse
+import copy
+import json
+import logging
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# fairseq and hydra log their setup at INFO and DEBUG; keep the report readable.
+logging.disable(logging.INFO)
+
+from fairseq import options, utils
+from fairseq.criterions import CRITERION_REGISTRY
+from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion  # noqa: E501
+from fairseq.data import Dictionary, LanguagePairDataset
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from fairseq.tasks.translation import TranslationTask
+
+import fairseq_ot  # noqa: F401  (registers the plugin's criterions)
+from fairseq_ot.tasks.mediator import MediatorTranslationTask
+from fairseq_ot.ot import cosine_cost, ipot, uniform_marginals
+from fairseq_ot.benchmarks.memory_meter import MB, check_storage_meter, memory_meter
+
+BASELINE = "label_smoothed_cross_entropy"
+LABEL_SMOOTHING = "0.1"
+# Variants of a plugin criterion, benchmarked next to its defaults:
+# label -> (criterion, command-line flags).
+VARIANTS = {
+    "ot_seq:unrolled": ("ot_seq", ["--ot-gradient", "unrolled"]),
+    "ot_seq:copy=0.1": ("ot_seq", ["--ot-copy-weight", "0.1"]),
+    "scheduled_sampling:stepwise": ("scheduled_sampling", ["--ss-mode", "stepwise"]),
+    "gjs:mediator": ("gjs", ["--gjs-mode", "mediator"]),
+    "gjs:smoothed": ("gjs", ["--label-smoothing", LABEL_SMOOTHING]),
+}
+# Criteria that train a mediator beside the generator: they run on the
+# mediator task, the generator starting from the same weights as the others.
+MEDIATOR_CRITERIA = {"cot", "gjs:mediator"}
+TARGETS = {
+    "ot_seq": {"time": 1.25, "memory": 1.3},
+    "scheduled_sampling": {"time": 1.8},
+    "gjs": {"time": 1.1},
+    "cot": {"time": 2.5},
+    "ipot_speedup": 20.0,
+}
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                        help="float16/bfloat16 run the steps under autocast")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="passes over the batches, the criteria alternating "
+                        "step by step; the median over rounds counts")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="untimed steps per criterion before the measured ones, "
+                        "at least 1 so that Adam's moments exist before")
+    parser.add_argument("--batches", type=int, default=3,
+                        help="synthetic batches; a round times every criterion on each")
+    parser.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
+    parser.add_argument("--min-len", type=int, default=10, help="shortest sentence, tokens")
+    parser.add_argument("--max-len", type=int, default=30, help="longest sentence, tokens")
+    parser.add_argument("--vocab", type=int, default=8000, help="dictionary size")
+    parser.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
+    parser.add_argument("--dim", type=int, default=256,
+                        help="model dim; ffn 4x, one attention head per 64")
+    parser.add_argument("--criteria", nargs="+", metavar="LABEL",
+                        help=f"subset to run (plugin criteria and {sorted(VARIANTS)}); "
+                        f"{BASELINE} is always run, being the reference")
+    parser.add_argument("--ipot-repeats", type=int, default=9,
+                        help="timed repeats of each IPOT variant; the median counts")
+    parser.add_argument("--top-tensors", type=int, default=0,
+                        help="list the N largest groups of storages live at each "
+                        "criterion's memory peak (CPU only)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results here")
+    args = parser.parse_args()
+    if args.warmup < 1:
+        parser.error("--warmup must be at least 1")
+    return args
+
+
+# ---------------------------------------------------------------- setup
+
+
+def plugin_criteria():
+    return sorted(name for name, cls in CRITERION_REGISTRY.items()
+                  if cls.__module__.startswith("fairseq_ot"))
+
+
+def criterion_specs(selected):
+    """label -> (criterion name, extra flags), the baseline first."""
+    specs = {BASELINE: (BASELINE, [])}
+    specs.update((name, (name, [])) for name in plugin_criteria())
+    specs.update((label, spec) for label, spec in VARIANTS.items() if spec[0] in specs)
+    if selected is None:
+        return specs
+    unknown = set(selected) - set(specs)
+    if unknown:
+        sys.exit(f"unknown --criteria {sorted(unknown)}; choose from {sorted(specs)}")
+    return {label: spec for label, spec in specs.items() if label == BASELINE or label in selected}
+
+
+def fairseq_config(args, criterion, criterion_flags, task="translation"):
+    """The config fairseq-train would build from these command-line flags.
+    The mediator task's mediator is as large as the generator."""
+    heads = max(1, args.dim // 64)
+    model_flags = [
+        "--arch", "transformer", "--share-all-embeddings",
+        "--encoder-layers", str(args.layers), "--decoder-layers", str(args.layers),
+        "--encoder-embed-dim", str(args.dim), "--decoder-embed-dim", str(args.dim),
+        "--encoder-ffn-embed-dim", str(4 * args.dim), "--decoder-ffn-embed-dim", str(4 * args.dim),
+        "--encoder-attention-heads", str(heads), "--decoder-attention-heads", str(heads),
+    ]
+    if issubclass(CRITERION_REGISTRY[criterion], LabelSmoothedCrossEntropyCriterion):
+        # Criteria that add to label-smoothed NLL: smooth alike, compare the additions.
+        criterion_flags = ["--label-smoothing", LABEL_SMOOTHING, *criterion_flags]
+    mediator_flags = [] if task == "translation" else [
+        "--mediator-embed-dim", str(args.dim), "--mediator-hidden-dim", str(4 * args.dim),
+        "--mediator-layers", str(args.layers),
+    ]
+    parser = options.get_training_parser()
+    # The data directory is never read: the dictionary and batches live in memory.
+    namespace = options.parse_args_and_arch(parser, input_args=[
+        "in-memory", "--task", task, "--seed", str(args.seed), *model_flags, *mediator_flags,
+        "--criterion", criterion, *criterion_flags,
+    ])
+    with warnings.catch_warnings():
+        # Hydra's deprecation notices about how fairseq 0.12 calls it.
+        warnings.simplefilter("ignore", UserWarning)
+        return convert_namespace_to_omegaconf(namespace)
+
+
+def synthetic_dictionary(size):
+    dictionary = Dictionary()
+    for index in range(size - len(dictionary)):
+        dictionary.add_symbol(f"w{index}")
+    return dictionary
+
+
+def synthetic_batches(task_cfg, dictionary, args, device):
+    """Batches of random sentence pairs in fairseq's sample format, collated
+    (padded, source left-padded, prev_output_tokens shifted) by fairseq."""
+    generator = torch.Generator().manual_seed(args.seed)
+
+    def sentence():
+        length = int(torch.randint(args.min_len, args.max_len + 1, (), generator=generator))
+        words = torch.randint(dictionary.nspecial, len(dictionary), (length - 1,),
+                              generator=generator)
+        return torch.cat([words, torch.tensor([dictionary.eos()])])
+
+    batches = []
+    for _ in range(args.batches):
+        source = [sentence() for _ in range(args.batch_size)]
+        target = [sentence() for _ in range(args.batch_size)]
+        dataset = LanguagePairDataset(
+            source, np.array([len(s) for s in source]), dictionary,
+            target, np.array([len(t) for t in target]), dictionary,
+            left_pad_source=task_cfg.left_pad_source, left_pad_target=task_cfg.left_pad_target,
+        )
+        sample = dataset.collater([dataset[i] for i in range(len(dataset))])
+        batches.append(utils.apply_to_sample(lambda tensor: tensor.to(device), sample))
+    return batches
+
+
+class Trainee:
+    """A criterion with its own copy of the initial model and its own Adam,
+    so that the criteria can take turns step by step."""
+
+    def __init__(self, criterion, model, device, dtype):
+        self.criterion = criterion
+        self.model = model.train()
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98))
+        self.device = device
+        self.dtype = dtype
+
+    def step(self, sample):
+        with torch.autocast(self.device.type, dtype=self.dtype,
+                            enabled=self.dtype != torch.float32):
+            loss, _, _ = self.criterion(self.model, sample)
+        loss.backward()
+        self.optimizer.step()
+        # At the end rather than the start: no gradients live between steps,
+        # so a step's memory is all allocated within it.
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+class Bench:
+    """The batches and, for every criterion that builds, a trainee that starts
+    from the same initial weights."""
+
+    def __init__(self, args):
+        self.args = args
+        self.device = torch.device(args.device)
+        self.dictionary = synthetic_dictionary(args.vocab)
+        cfg = fairseq_config(args, BASELINE, [])
+        torch.manual_seed(args.seed)
+        self.model = self.new_task(cfg).build_model(cfg.model).to(self.device)
+        self.batches = synthetic_batches(cfg.task, self.dictionary, args, self.device)
+        self.trainees, self.skipped = {}, {}
+        for label, (name, flags) in criterion_specs(args.criteria).items():
+            task_name = "mediator_translation" if label in MEDIATOR_CRITERIA else "translation"
+            try:
+                # A task of its own: a criterion may hook into its task.
+                cfg = fairseq_config(args, name, flags, task_name)
+                task = self.new_task(cfg, task_name)
+                criterion = task.build_criterion(cfg.criterion)
+            except Exception as error:  # a criterion for another task: report, go on
+                self.skipped[label] = f"cannot be built on the {task_name} task: {error!r}"
+                continue
+            if task_name == "translation":
+                model = copy.deepcopy(self.model)
+            else:
+                model = task.build_model(cfg.model).to(self.device)
+                model.generator.load_state_dict(self.model.state_dict())
+            self.trainees[label] = Trainee(criterion, model, self.device, DTYPES[args.dtype])
+
+    def new_task(self, cfg, task_name="translation"):
+        task_class = MediatorTranslationTask if task_name != "translation" else TranslationTask
+        return task_class(cfg.task, self.dictionary, self.dictionary)
+
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---------------------------------------------------------------- criteria
+
+
+def warm_up_and_measure_memory(bench):
+    """Per criterion, warm-up steps, then the meter of its step with the
+    largest peak over the batches (memory depends on the shapes alone: one
+    pass suffices). A criterion whose step fails is skipped with the error."""
+    worst = {}
+    for label, trainee in list(bench.trainees.items()):
+        try:
+            for index in range(bench.args.warmup):
+                trainee.step(bench.batches[index % len(bench.batches)])
+            worst[label] = max(metered_steps(trainee, bench), key=lambda meter: meter.peak)
+        except Exception as error:  # e.g. a criterion that needs other sample fields
+            bench.skipped[label] = f"a training step fails: {error!r}"
+            del bench.trainees[label]
+    return worst
+
+
+def metered_steps(trainee, bench):
+    meters = []
+    for sample in bench.batches:
+        with memory_meter(bench.device) as meter:
+            trainee.step(sample)
+        meters.append(meter)
+    return meters
+
+
+def measure_time(bench):
+    """ms per round and criterion: the mean step over the batches. The
+    criteria alternate step by step, the first one rotating, so that a burst
+    of machine noise falls on all of them alike."""
+    labels = list(bench.trainees)
+    times = {label: [] for label in labels}
+    for round_index in range(bench.args.rounds):
+        total_ms = dict.fromkeys(labels, 0.0)
+        for batch_index, sample in enumerate(bench.batches):
+            shift = (round_index * len(bench.batches) + batch_index) % len(labels)
+            for label in labels[shift:] + labels[:shift]:
+                total_ms[label] += timed_step(bench.trainees[label], sample, bench.device)
+        for label in labels:
+            times[label].append(total_ms[label] / len(bench.batches))
+    return times
+
+
+def timed_step(trainee, sample, device):
+    synchronize(device)
+    start = time.perf_counter()
+    trainee.step(sample)
+    synchronize(device)
+    return (time.perf_counter() - start) * 1000
+
+
+def criterion_results(times, meters):
+    base_ms = statistics.median(times[BASELINE])
+    base_mb = meters[BASELINE].peak / MB
+    results = {}
+    for label in times:
+        ms = statistics.median(times[label])
+        mb = meters[label].peak / MB
+        results[label] = {
+            "ms_per_step": ms, "time_ratio": ms / base_ms, "ms_per_round": times[label],
+            "peak_mb": mb, "memory_ratio": mb / base_mb,
+        }
+    return results
+
+
+def print_criterion_table(results):
+    print(f"\n{'criterion':<30} {'ms/step':>9} {'x LSCE':>7} {'peak MB':>9} {'x LSCE':>7}")
+    for label, row in results.items():
+        print(f"{label:<30} {row['ms_per_step']:9.1f} {row['time_ratio']:7.2f} "
+              f"{row['peak_mb']:9.1f} {row['memory_ratio']:7.2f}")
+
+
+def print_largest_storages(meters, count):
+    for label, meter in meters.items():
+        print(f"\nlargest storages live at the memory peak of {label}:")
+        for op_name, mb, n in meter.largest_at_peak(count):
+            print(f"  {n:4d} x {mb:8.2f} MB  from aten.{op_name}")
+
+
+# ---------------------------------------------------------------- IPOT
+
+
+def ipot_problem(batch, length, device, seed):
+    """Cosine costs of random 64-dim vectors (in [0, 2]), uniform marginals."""
+    generator = torch.Generator().manual_seed(seed)
+    x, y = (torch.randn(batch, length, 64, generator=generator) for _ in range(2))
+    cost = cosine_cost(x, y).to(device)
+    marginal = uniform_marginals(torch.ones(batch, length, dtype=torch.bool, device=device))
+    return cost, marginal
+
+
+def batched_ipot(cost, marginal, gradient):
+    return ipot(cost, marginal, marginal, beta=0.5, iters=50, gradient=gradient).distance
+
+
+def looped_ipot(cost, marginal, gradient):
+    return torch.cat([
+        batched_ipot(cost[i:i + 1], marginal[i:i + 1], gradient) for i in range(cost.size(0))
+    ])
+
+
+def time_ipot(solve, cost, marginal, gradient, device):
+    cost = cost.detach().requires_grad_(gradient == "unrolled")
+    synchronize(device)
+    start = time.perf_counter()
+    distance = solve(cost, marginal, gradient)
+    if gradient == "unrolled":
+        distance.sum().backward()
+    synchronize(device)
+    return (time.perf_counter() - start) * 1000
+
+
+def measure_ipot(args, device):
+    """Batched call against the loop, alternating, after one untimed run each."""
+    cost, marginal = ipot_problem(64, 30, device, args.seed)
+    results = {}
+    for gradient in ("envelope", "unrolled"):
+        times = {"batched": [], "loop": []}
+        solvers = {"batched": batched_ipot, "loop": looped_ipot}
+        for repeat in range(args.ipot_repeats + 1):
+            for kind, solve in solvers.items():
+                elapsed = time_ipot(solve, cost, marginal, gradient, device)
+                if repeat > 0:
+                    times[kind].append(elapsed)
+        batched_ms, loop_ms = (statistics.median(times[k]) for k in ("batched", "loop"))
+        results[gradient] = {"batched_ms": batched_ms, "loop_ms": loop_ms,
+                             "speedup": loop_ms / batched_ms}
+    return results
+
+
+def print_ipot_table(results):
+    print("\nIPOT, B=64, n=m=30, beta 0.5, 50 iterations (median of repeats)")
+    print(f"{'mode':<28} {'batched ms':>10} {'loop ms':>9} {'speed-up':>9}")
+    for gradient, row in results.items():
+        mode = "envelope (forward)" if gradient == "envelope" else "unrolled (fwd + backward)"
+        print(f"{mode:<28} {row['batched_ms']:10.2f} {row['loop_ms']:9.1f} "
+              f"{row['speedup']:8.1f}x")
+
+
+# ---------------------------------------------------------------- report
+
+
+def target_lines(results, ipot_results):
+    lines = []
+    for label, limits in TARGETS.items():
+        row = results.get(label)
+        if row is None or not isinstance(limits, dict):
+            continue
+        for measure, limit in limits.items():
+            ratio = row[f"{measure}_ratio"]
+            verdict = "met" if ratio <= limit else "MISSED"
+            lines.append(f"{label} {measure} {ratio:.2f}x, target <= {limit}x: {verdict}")
+    for gradient, row in ipot_results.items():
+        limit = TARGETS["ipot_speedup"]
+        verdict = "met" if row["speedup"] >= limit else "MISSED"
+        lines.append(f"batched IPOT ({gradient}) {row['speedup']:.1f}x, "
+                     f"target >= {limit}x: {verdict}")
+    return lines
+
+
+def describe_setup(bench):
+    args = bench.args
+    parameters = sum(p.numel() for p in bench.model.parameters())
+    parameter_mb = sum(p.numel() * p.element_size() for p in bench.model.parameters()) / MB
+    tokens = [int(sample["ntokens"]) for sample in bench.batches]
+    padded = [tuple(sample["target"].shape) for sample in bench.batches]
+    memory = ("storages counted by a TorchDispatchMode" if bench.device.type == "cpu"
+              else "torch.cuda.max_memory_allocated")
+    return "\n".join([
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"device {bench.device}, {args.dtype}",
+        f"transformer {args.layers}+{args.layers} layers, dim {args.dim}, ffn {4 * args.dim}, "
+        f"vocab {len(bench.dictionary)}, {parameters / 1e6:.1f}M parameters "
+        f"({parameter_mb:.1f} MB, {3 * parameter_mb:.1f} MB with Adam's moments)",
+        f"{args.batches} batches of {args.batch_size} sentences, {args.min_len}..{args.max_len} "
+        f"tokens; target tokens {tokens}, padded targets {padded}",
+        f"timing: {args.rounds} rounds x {args.batches} steps per criterion, alternating "
+        f"step by step, after {args.warmup} warm-up and {args.batches} memory steps; "
+        f"median over rounds",
+        f"peak MB: peak of the memory a step allocates above the live bytes before it "
+        f"(parameters and Adam's moments excluded), {memory}",
+    ])
+
+
+def main():
+    args = parse_args()
+    if torch.device(args.device).type == "cpu":
+        check_storage_meter()
+    bench = Bench(args)
+    print(describe_setup(bench))
+    meters = warm_up_and_measure_memory(bench)
+    for label, reason in bench.skipped.items():
+        print(f"skipped {label}: {reason}")
+    if BASELINE not in bench.trainees:
+        sys.exit(f"the reference {BASELINE} could not be run")
+    results = criterion_results(measure_time(bench), meters)
+    print_criterion_table(results)
+    if args.top_tensors:
+        print_largest_storages(meters, args.top_tensors)
+    ipot_results = measure_ipot(args, bench.device)
+    print_ipot_table(ipot_results)
+    targets = target_lines(results, ipot_results)
+    print("\n" + "\n".join(targets))
+    if args.json:
+        args.json.write_text(json.dumps({
+            "setup": describe_setup(bench).splitlines(),
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "criteria": results, "skipped": bench.skipped, "ipot": ipot_results,
+            "targets": targets,
+        }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Every change the plugin makes to the behaviour of fairseq, torch, numpy and
+Python, in one place. `install()` applies them; importing `fairseq_ot`
+calls it. Each module's docstring says what it patches, why, for which
+versions and how to tell it is no longer needed; the README lists them.
+
+- `background_loader`: fairseq's batch-loading thread stopped before Python
+  exits (else a run that stops inside an epoch aborts at exit)
+- `checkpoint_safety`: weights-only loading of fairseq checkpoints on torch >= 2.6
+- `numpy_alias`: `np.compat.long` for fairseq's data code on numpy 2
+- `one_line_errors`: flag errors as one line (`sys.excepthook`; hydra's main)
+- `update_count`: the update number for criterions (a task's `train_step`),
+  applied per criterion by the `FollowsUpdateCount` mixin, not here"""
+
+from fairseq_ot.compat import background_loader, checkpoint_safety, numpy_alias, one_line_errors
+from fairseq_ot.errors import FlagError
+
+# errors whose message says all: the command lines print them as one line
+ONE_LINE_ERRORS = (FlagError, checkpoint_safety.UnsafeCheckpointError)
+
+
+def install() -> None:
+    """Apply every process-wide patch. Idempotent."""
+    background_loader.install()
+    checkpoint_safety.install()
+    numpy_alias.install()
+    one_line_errors.install_excepthook(ONE_LINE_ERRORS)

@@ -1,0 +1,245 @@
+"""The mediator objective shared by `cot` and `gjs --gjs-mode mediator`
+(Lu et al., ICML 2019, "CoT: Cooperative Training for Generative Modeling of
+Discrete Data"; Huszar 2015 for the weight pi):
+
+    J_m = pi E_data[-log M(s)] + (1 - pi) E_{s~G}[-log M(s)]
+    J_g = 2 (1 - pi) E_{s~G} sum_t pi_g(s_<t)^T (log pi_g(s_<t) - log pi_m(s_<t))
+
+with pi_m detached; not a registered criterion itself."""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from fairseq import utils
+from fairseq.criterions import FairseqCriterion
+from fairseq.dataclass import FairseqDataclass
+from fairseq.logging import metrics
+from omegaconf import II
+
+from fairseq_ot.compat.update_count import FollowsUpdateCount
+from fairseq_ot.errors import FlagError, require
+from fairseq_ot.models.generator_mediator import GeneratorMediatorModel, mediator_tasks
+from fairseq_ot.modules.batch_random import batch_generator
+from fairseq_ot.modules.divergences import (
+    js_pi_terms,
+    masked_log_softmax,
+    stepwise_kl,
+    token_log_probs,
+)
+from fairseq_ot.modules.sampling import ancestral_sample, decoder_input_key, evaluation_mode
+from fairseq_ot.modules.token_prediction import banned_symbols
+
+
+@dataclass
+class MediatorObjectiveConfig(FairseqDataclass):
+    cot_max_len_a: float = field(
+        default=1.2, metadata={"help": "samples are at most a * source length + b tokens "
+                               "(language models: b tokens)"}
+    )
+    cot_max_len_b: int = field(default=10, metadata={"help": "see --cot-max-len-a"})
+    cot_samples_per_source: int = field(
+        default=1, metadata={"help": "generator samples drawn per source sentence (per "
+                             "data sequence for language models) at each update"}
+    )
+    cot_mediator_steps: int = field(
+        default=1, metadata={"help": "mediator updates per generator update: the "
+                             "generator term is added every this many updates"}
+    )
+    sentence_avg: bool = II("optimization.sentence_avg")
+    seed: int = II("common.seed")
+
+
+class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
+    """The mediator learns the mixture M = pi P_data + (1 - pi) G by weighted
+    NLL on data and on generator samples; the generator minimizes
+    2 (1 - pi) KL[G||M] along its own samples, sum_t pi_g^T (log pi_g - log pi_m)
+    with pi_m detached. Subclasses fix pi."""
+
+    mediator_flags = "--criterion cot"  # what asked for a mediator, for errors
+
+    def __init__(self, task, sentence_avg, pi, cot_max_len_a, cot_max_len_b,
+                 cot_samples_per_source, cot_mediator_steps, seed):
+        super().__init__(task)
+        require(cot_max_len_a >= 0, "--cot-max-len-a", ">= 0", cot_max_len_a)
+        require(cot_max_len_b >= 0, "--cot-max-len-b", ">= 0", cot_max_len_b)
+        require(cot_max_len_a > 0 or cot_max_len_b >= 1, "--cot-max-len-b",
+                 ">= 1 when --cot-max-len-a is 0", cot_max_len_b)
+        require(cot_samples_per_source >= 1, "--cot-samples-per-source", ">= 1",
+                 cot_samples_per_source)
+        require(cot_mediator_steps >= 1, "--cot-mediator-steps", ">= 1", cot_mediator_steps)
+        self.sentence_avg = sentence_avg
+        self.pi = pi
+        self.max_len_a, self.max_len_b = cot_max_len_a, cot_max_len_b
+        self.samples_per_source = cot_samples_per_source
+        self.mediator_steps = cot_mediator_steps
+        dictionary = task.target_dictionary
+        self.eos = dictionary.eos()
+        self.banned = banned_symbols(dictionary)
+        self.seed = seed
+        self.follow_update_count(task)
+
+    def forward(self, model, sample, reduce=True):
+        check_wrapped_model(model, self.mediator_flags)
+        data_input, data_target = sample["net_input"], sample["target"]
+        rng = batch_generator(self.seed, self.num_updates, sample["id"])
+        samples, forced = self.draw_samples(model.generator, data_input, data_target.size(0), rng)
+        # The JS estimate and the generator's data NLL cost a forward of the
+        # generator on the data that training does not need: validation only.
+        estimate = not model.training
+        terms = self.sequence_terms(model.generator, model.mediator, data_input, data_target,
+                                    samples, forced, estimate)
+        mediator_loss = (self.pi * terms["mediator_nll_data"].sum()
+                         + (1 - self.pi) * terms["mediator_nll_samples"].sum())
+        generator_weight = 2 * (1 - self.pi) if self.is_generator_update(model) else 0.0
+        loss = mediator_loss + generator_weight * terms["generator_kl"].sum()
+        nsentences = data_target.size(0)
+        sample_size = nsentences if self.sentence_avg else sample["ntokens"]
+        logging_output = {
+            "loss": loss.data,
+            "ntokens": sample["ntokens"],
+            "nsentences": nsentences,
+            "sample_size": sample_size,
+            "cot_samples": samples.size(0),
+            "cot_sample_tokens": samples.ne(self.padding_idx).sum().item(),
+            "cot_generator_kl_sum": terms["generator_kl"].sum().data,
+            "cot_mediator_nll_data_sum": terms["mediator_nll_data"].sum().data,
+            "cot_mediator_nll_samples_sum": terms["mediator_nll_samples"].sum().data,
+        }
+        if estimate:
+            js_data, js_samples = js_pi_terms(
+                -terms["generator_nll_data"], -terms["mediator_nll_data"],
+                terms["generator_log_prob_samples"], terms["mediator_log_prob_samples"], self.pi,
+            )
+            # validation reports the generator's NLL as the loss: checkpoint_best
+            # then selects the generator
+            logging_output.update(
+                loss=terms["generator_nll_data"].sum().data,
+                nll_loss=terms["generator_nll_data"].sum().data,
+                cot_js_data_sum=js_data.sum().data,
+                cot_js_samples_sum=js_samples.sum().data,
+            )
+        return loss, sample_size, logging_output
+
+    def sequence_terms(self, generator, mediator, data_input, data_target, samples, forced,
+                       estimate=True):
+        """Per-sequence terms [B] and [S]: mediator NLL of data and samples,
+        the generator's stepwise KL to the (detached) mediator along its
+        samples, log-probabilities of the samples and, with `estimate`, the
+        generator's NLL of the data (for the JS estimate)."""
+        data_mask = data_target.ne(self.padding_idx)
+        sample_input = self.teacher_forcing_input(data_input, samples)
+        sample_mask = samples.ne(self.padding_idx)
+        drawn = sample_mask & ~forced  # forced EOS is not a draw from G
+
+        mediator_data, mediator_samples = (
+            masked_log_softmax(logits, self.banned)
+            for logits in self.mediator_logits(mediator, data_input, sample_input))
+        generator_samples = masked_log_softmax(generator(**sample_input)[0], self.banned)
+        terms = {
+            "mediator_nll_data": -token_log_probs(mediator_data, data_target, data_mask),
+            "mediator_nll_samples": -token_log_probs(mediator_samples, samples, sample_mask),
+            "generator_kl": stepwise_kl(generator_samples, mediator_samples.detach(), drawn),
+            "generator_log_prob_samples": token_log_probs(generator_samples.detach(), samples, drawn),
+            "mediator_log_prob_samples": token_log_probs(mediator_samples.detach(), samples, drawn),
+        }
+        if estimate:
+            with torch.no_grad():
+                generator_data = masked_log_softmax(generator(**data_input)[0], self.banned)
+            terms["generator_nll_data"] = -token_log_probs(generator_data, data_target, data_mask)
+        return terms
+
+    def mediator_logits(self, mediator, data_input, sample_input):
+        """The mediator's logits on the data and on the samples. Both hold the
+        same sources: an encoder-decoder mediator encodes them once (its
+        encoder's gradient is then the sum of both terms', as with two passes)."""
+        if decoder_input_key(data_input) == "src_tokens":  # language model
+            return mediator(**data_input)[0], mediator(**sample_input)[0]
+        encoder_out = mediator.encoder(data_input["src_tokens"], src_lengths=data_input["src_lengths"])
+        sample_encoder_out = encoder_out
+        if self.samples_per_source > 1:
+            order = self.source_order(data_input["src_tokens"].size(0), data_input["src_tokens"].device)
+            sample_encoder_out = mediator.encoder.reorder_encoder_out(encoder_out, order)
+        return (mediator.decoder(data_input["prev_output_tokens"], encoder_out=encoder_out)[0],
+                mediator.decoder(sample_input["prev_output_tokens"], encoder_out=sample_encoder_out)[0])
+
+    def source_order(self, batch_size, device):
+        """Row of each sample's source: every source repeated --cot-samples-per-source times."""
+        return torch.arange(batch_size, device=device).repeat_interleave(self.samples_per_source)
+
+    def is_generator_update(self, model):
+        return not model.training or self.num_updates % self.mediator_steps == 0
+
+    def draw_samples(self, generator, data_input, batch_size, rng):
+        copies = self.samples_per_source
+        if decoder_input_key(data_input) == "prev_output_tokens":  # condition on the source
+            order = self.source_order(batch_size, data_input["src_tokens"].device)
+            encoder_input = {key: data_input[key].index_select(0, order)
+                             for key in ("src_tokens", "src_lengths")}
+            limits = (self.max_len_a * encoder_input["src_lengths"].float() + self.max_len_b)
+            limits = limits.long().clamp(min=1)
+        else:
+            encoder_input = None
+            limits = torch.full((batch_size * copies,), self.max_len_b, dtype=torch.long,
+                                device=data_input["src_tokens"].device)
+        with torch.no_grad(), evaluation_mode(generator):
+            return ancestral_sample(generator, limits, self.eos, self.padding_idx,
+                                    self.banned, encoder_input, rng)
+
+    def teacher_forcing_input(self, data_input, samples):
+        """The net_input that feeds `samples` as gold targets: shifted right
+        behind EOS, as fairseq's datasets build prev_output_tokens."""
+        shifted = torch.cat([torch.full_like(samples[:, :1], self.eos), samples[:, :-1]], 1)
+        lengths = samples.ne(self.padding_idx).sum(1)
+        if decoder_input_key(data_input) == "src_tokens":  # language model
+            return {"src_tokens": shifted, "src_lengths": lengths}
+        order = self.source_order(data_input["src_tokens"].size(0), samples.device)
+        return {
+            "src_tokens": data_input["src_tokens"].index_select(0, order),
+            "src_lengths": data_input["src_lengths"].index_select(0, order),
+            "prev_output_tokens": shifted,
+        }
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs) -> None:
+        total = lambda key: sum(float(log.get(key, 0)) for log in logging_outputs)  # noqa: E731
+        ntokens, nsentences = total("ntokens"), total("nsentences")
+        samples, sample_tokens = total("cot_samples"), total("cot_sample_tokens")
+        if nsentences == 0 or samples == 0:
+            return
+        metrics.log_scalar("loss", total("loss") / total("sample_size") / math.log(2),
+                           total("sample_size"), round=3)
+        if any("nll_loss" in log for log in logging_outputs):  # validation
+            metrics.log_scalar("nll_loss", total("nll_loss") / ntokens / math.log(2), ntokens, round=3)
+            metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))
+            metrics.log_scalar("jsd", total("cot_js_data_sum") / nsentences
+                               + total("cot_js_samples_sum") / samples, nsentences, round=4)
+        metrics.log_scalar("generator_kl", total("cot_generator_kl_sum") / samples, samples, round=4)
+        metrics.log_scalar("mediator_nll_data", total("cot_mediator_nll_data_sum") / ntokens / math.log(2),
+                           ntokens, round=4)
+        # samples run to the length limit until the generator learns to stop,
+        # and their length sets most of the step's cost
+        metrics.log_scalar("sample_len", sample_tokens / samples, samples, round=2)
+        if sample_tokens > 0:
+            metrics.log_scalar("mediator_nll_samples",
+                               total("cot_mediator_nll_samples_sum") / sample_tokens / math.log(2),
+                               sample_tokens, round=4)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True
+
+
+def check_wrapped_model(model, mediator_flags):
+    """The model under fairseq's distributed wrappers must be a generator and
+    mediator (built by a mediator task), and no wrapper may be PyTorch's DDP,
+    which refuses the several forwards per update that the criterion runs."""
+    while hasattr(model, "module"):
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            raise FlagError("--ddp-backend pytorch_ddp refuses the several forwards per update of "
+                            "cot and gjs: use --ddp-backend legacy_ddp")
+        model = model.module
+    if not isinstance(model, GeneratorMediatorModel):
+        raise FlagError(f"{mediator_flags} needs a generator and a mediator: use --task "
+                        f"{' or '.join(mediator_tasks())}, not a task whose model is "
+                        f"{type(model).__name__}")
