@@ -77,12 +77,15 @@ BAD_VALUES = {
     "cot_max_len_b": ["-1"],
     "cot_samples_per_source": ["0"],
     "cot_mediator_steps": ["0"],
+    "cot_mediator_warmup_updates": ["-1"],
+    "cot_gamma": ["-0.1", "1.5", "nan"],
     "mediator_arch": ["no_such_arch"],
     "mediator_embed_dim": ["0"],
     "mediator_hidden_dim": ["0"],
     "mediator_layers": ["0"],
     "mediator_dropout": ["1", "-0.1"],
     "mediator_overrides": ["{not json", "[1]"],
+    "mediator_init": ["generator"],  # needs --finetune-from-model
     "caption_features": ["/no/such/features.npz"],
     "caption_max_tokens": ["0"],
 }

@@ -10,12 +10,10 @@ import sys
 import numpy as np
 import pytest
 import sacrebleu
-from pycocoevalcap.cider.cider import Cider
 from sacrebleu.metrics import BLEU
 
 from fairseq_ot.evaluation.bootstrap import (
     DifferenceInterval,
-    caption_corpus_score,
     format_interval,
     mean_over_items,
     paired_bootstrap,
@@ -170,24 +168,6 @@ def test_the_seed_fixes_the_draws():
     assert first == again
     assert first.difference.mean != other.difference.mean
     assert first.difference.observed == other.difference.observed
-
-
-def cider(gts, res):
-    return Cider().compute_score(gts, res)[0]
-
-
-def test_caption_score_resamples_the_references_with_the_hypotheses():
-    references = [["a dog runs on grass", "a brown dog running"],
-                  ["a cat sits on a mat", "the cat is sitting"],
-                  ["two birds fly over water", "birds flying"]]
-    hypotheses = ["a dog running on grass", "a cat on a mat", "a bird over the sea"]
-    score = caption_corpus_score(cider, references)
-    whole = {i: refs for i, refs in enumerate(references)}
-    assert score(hypotheses, np.arange(3)) == cider(whole, {i: [h] for i, h in enumerate(hypotheses)})
-    # a repeated item counts twice, in CIDEr's document frequencies too
-    repeated = {0: references[0], 1: references[0], 2: references[1]}
-    assert score(hypotheses, np.array([0, 0, 1])) == cider(
-        repeated, {0: [hypotheses[0]], 1: [hypotheses[0]], 2: [hypotheses[1]]})
 
 
 def test_format_interval():

@@ -1,11 +1,17 @@
+import gzip
 import math
 from collections import Counter
 
+import numpy as np
 import pytest
 import sacrebleu
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
 
 from conftest import load_script
 from fairseq_ot.evaluation import caption_scoring
+from fairseq_ot.evaluation.cider import ResampledCider
+from text_corpora import real_data
 
 score_captions = load_script("score_captions")
 
@@ -115,3 +121,70 @@ def test_references_misaligned_with_image_names_are_an_error(tmp_path):
     write_generate_output(output, ["a dog", "a cat"], range(2))
     with pytest.raises(SystemExit, match=r"test.references.txt: 2 captions for 3 image names.*misaligned"):
         score_captions.main([str(output), "--data", str(data), "--no-meteor"])
+
+
+# resampled test sets of the items below: the whole set, repeats, one item
+# drawn four times, fewer items than the set holds
+RESAMPLED = [np.arange(6), np.array([0, 0, 1, 3, 4, 5]), np.array([2, 2, 2, 2]), np.array([5, 1, 4])]
+
+
+def resampling_items():
+    """Normalized captions and references, with an empty caption and a
+    one-word caption (no bigram) added."""
+    hypotheses = [caption_scoring.normalize(h) for h in HYPOTHESES] + ["", "dog"]
+    references = [[caption_scoring.normalize(r) for r in refs] for refs in REFERENCES + REFERENCES[:2]]
+    return hypotheses, references
+
+
+def drawn(hypotheses, references, indices):
+    """pycocoevalcap's gts and res of the items ``indices``, each draw its own key."""
+    gts = {key: references[i] for key, i in enumerate(indices)}
+    res = {key: [hypotheses[i]] for key, i in enumerate(indices)}
+    return gts, res
+
+
+@pytest.mark.parametrize("indices", RESAMPLED, ids=lambda indices: " ".join(map(str, indices)))
+def test_bleu_of_resampled_items_is_pycocoevalcaps_on_them_to_the_bit(indices):
+    hypotheses, references = resampling_items()
+    statistics = caption_scoring.bleu_statistics(hypotheses, references)
+    expected, _ = Bleu(4).compute_score(*drawn(hypotheses, references, indices), verbose=0)
+    resampled = [caption_scoring.bleu_of_statistics(order)(statistics, indices) for order in range(1, 5)]
+    assert resampled == [100 * score for score in expected]
+
+
+@pytest.mark.parametrize("indices", RESAMPLED, ids=lambda indices: " ".join(map(str, indices)))
+def test_cider_of_resampled_items_is_pycocoevalcaps_on_them(indices):
+    hypotheses, references = resampling_items()
+    expected, _ = Cider().compute_score(*drawn(hypotheses, references, indices))
+    # a repeated item counts as often as it was drawn, in the document frequencies too
+    assert ResampledCider(hypotheses, references).score(indices) == pytest.approx(expected, rel=1e-12)
+
+
+def test_cider_of_resampled_flickr8k_captions_is_pycocoevalcaps():
+    tokens = real_data("flickr8k") / "Flickr8k.token.txt.gz"
+    captions = {}
+    with gzip.open(tokens, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            name, caption = line.rstrip("\n").split("\t")
+            captions.setdefault(name.split("#")[0], []).append(caption_scoring.normalize(caption))
+    references = [refs[1:] for refs in list(captions.values())[:300]]
+    rng = np.random.default_rng(0)
+    # the first caption of each image with about one word in five dropped
+    hypotheses = [" ".join(w for w in refs[0].split() if rng.random() > 0.2) for refs in captions.values()][:300]
+    cider = ResampledCider(hypotheses, references)
+    for indices in [np.arange(300), *rng.choice(300, size=(2, 300))]:
+        expected, _ = Cider().compute_score(*drawn(hypotheses, references, indices))
+        assert cider.score(indices) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.skipif(not caption_scoring.java_available(), reason="METEOR needs `java`")
+def test_meteor_of_resampled_items_is_meteors_on_them_to_the_bit():
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    hypotheses, references = resampling_items()
+    meteor = Meteor()
+    statistics = caption_scoring.meteor_statistics(meteor, hypotheses, references)
+    score = caption_scoring.meteor_of_statistics(meteor)
+    for indices in RESAMPLED:
+        expected, _ = meteor.compute_score(*drawn(hypotheses, references, indices))
+        assert score(statistics, indices) == 100 * expected

@@ -10,7 +10,8 @@ from fairseq.logging import metrics
 
 from conftest import TINY_TRANSFORMER, build
 from fairseq_ot.criterions.cot import CotCriterion
-from fairseq_ot.modules.divergences import js_pi_terms, token_js_pi
+from fairseq_ot.modules.batch_random import batch_generator
+from fairseq_ot.modules.divergences import js_pi_terms, score_function_surrogate, token_js_pi
 
 TINY_LSTM_LM = [
     "--arch", "lstm_lm", "--decoder-embed-dim", "8", "--decoder-hidden-size", "8",
@@ -285,3 +286,93 @@ def test_logged_sample_length_pools_the_workers_samples():
     with metrics.aggregate(new_root=True) as logged:
         CotCriterion.reduce_metrics([worker_log(3, 7), worker_log(1, 5)])
     assert logged.get_smoothed_values()["sample_len"] == 3.0
+
+
+def enumerated_gradients(model, tokens, forced, allowed, eos):
+    """G(s) of every outcome (detached), and the gradients over the
+    generator's parameters of CoT's pathwise objective E_G[sum_t KL_t] with G's
+    weights held fixed, and of KL[G||M] = sum_s G(s) log(G(s) / M(s)), both
+    with M fixed: written out by enumeration with per-prefix forwards."""
+    parameters = list(model.generator.parameters())
+    generator = brute_force(model.generator, tokens, forced, allowed, eos)
+    mediator = brute_force(model.mediator, tokens, forced, allowed, eos)
+    log_g = torch.stack([lp for lp, _ in generator])
+    log_m = torch.stack([lp for lp, _ in mediator]).detach()
+    weights = log_g.exp().detach()
+    pathwise = 0.0
+    for weight, (_, g_steps), (_, m_steps) in zip(weights, generator, mediator):
+        for g, m in zip(g_steps, m_steps):
+            pathwise = pathwise + weight * (g.exp() * (g - m.detach())).sum()
+    exact = (log_g.exp() * (log_g - log_m)).sum()
+    return (weights, torch.autograd.grad(pathwise, parameters, retain_graph=True),
+            torch.autograd.grad(exact, parameters))
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0])
+def test_gamma_estimator_expectation_is_the_exact_kl_gradient_at_one(lm, tiny_lm_data_bin, gamma):
+    """E_{s~G}[grad J^gamma], summed over every outcome weighted by G(s), is
+    (1 - gamma) times the pathwise gradient plus gamma times the exact
+    gradient of KL[G||M]: CoT's practice at 0, exact at 1. The outcomes have
+    padding and forced EOS."""
+    task, model, _, tokens, forced, allowed = lm
+    _, _, criterion = build_lm(tiny_lm_data_bin, "--criterion", "cot", "--cot-gamma", str(gamma))
+    eos = task.target_dictionary.eos()
+    weights, pathwise, exact = enumerated_gradients(model, tokens, forced, allowed, eos)
+    # the score-function term matters here: the test tells the two apart
+    assert max(float((p - e).abs().max()) for p, e in zip(pathwise, exact)) > 1e-3
+
+    data_input, data_target = data_batch(tokens, eos)
+    terms = criterion.sequence_terms(model.generator, model.mediator, data_input, data_target,
+                                     tokens, forced)
+    estimate = (weights.float() * criterion.generator_loss(terms)).sum()
+    ours = torch.autograd.grad(estimate, list(model.generator.parameters()))
+    for a, p, e in zip(ours, pathwise, exact):
+        expected = (1 - gamma) * p.double() + gamma * e.double()
+        assert torch.allclose(a.double(), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_gamma_zero_is_the_pathwise_loss_bitwise_and_gamma_moves_only_gradients(tiny_lm_data_bin):
+    """On a real batch, --cot-gamma 0 (the default) gives bitwise the loss and
+    gradients of the objective before the flag, mediator NLL plus
+    2 (1 - pi) times the stepwise KL on the same draws; --cot-gamma 1 the
+    same loss value (its surrogate is zero-valued) and other gradients."""
+    task, model, criterion = build_lm(tiny_lm_data_bin, "--criterion", "cot")
+    _, _, exact_criterion = build_lm(tiny_lm_data_bin, "--criterion", "cot", "--cot-gamma", "1")
+    task.load_dataset("valid")
+    sample = next(iter(task.get_batch_iterator(task.dataset("valid"), max_sentences=8)
+                       .next_epoch_itr(shuffle=False)))
+    model.train()
+    parameters = list(model.parameters())
+
+    loss, _, _ = criterion(model, sample)
+    grads = torch.autograd.grad(loss, parameters)
+    rng = batch_generator(criterion.seed, criterion.num_updates, sample["id"])
+    samples, forced = criterion.draw_samples(model.generator, sample["net_input"],
+                                             sample["target"].size(0), rng)
+    terms = criterion.sequence_terms(model.generator, model.mediator, sample["net_input"],
+                                     sample["target"], samples, forced, estimate=False)
+    before = (0.5 * terms["mediator_nll_data"].sum() + 0.5 * terms["mediator_nll_samples"].sum()
+              + 1.0 * terms["generator_kl"].sum())
+    assert torch.equal(loss, before)
+    assert all(torch.equal(a, b) for a, b in zip(grads, torch.autograd.grad(before, parameters)))
+
+    exact_loss, _, _ = exact_criterion(model, sample)
+    assert torch.equal(exact_loss, loss)
+    exact_grads = torch.autograd.grad(exact_loss, parameters)
+    assert not all(torch.equal(a, b) for a, b in zip(grads, exact_grads))
+
+
+def test_score_function_surrogate_weights_each_token_by_the_later_steps_kl():
+    """Zero in value; d/d log G(s_t | s_<t) = sum of the KLs of the drawn
+    steps after t (reward-to-go): steps 0..3 with KLs 1, 2, 4, 8, the last a
+    forced EOS (not drawn), padding after it."""
+    lprobs = torch.log_softmax(torch.randn(1, 5, 4), -1).requires_grad_()
+    target = torch.tensor([[3, 2, 3, 0, 1]])
+    mask = torch.tensor([[True, True, True, False, False]])
+    step_losses = torch.tensor([[1.0, 2.0, 4.0, 8.0, 16.0]], requires_grad=True)
+    surrogate = score_function_surrogate(step_losses, lprobs, target, mask)
+    assert torch.equal(surrogate, torch.zeros(1))
+    grad, = torch.autograd.grad(surrogate.sum(), lprobs)
+    expected = torch.zeros(1, 5, 4)
+    expected[0, 0, 3], expected[0, 1, 2] = 2.0 + 4.0, 4.0
+    assert torch.equal(grad, expected)

@@ -15,7 +15,7 @@ from criterion_flags import CRITERIA
 from fairseq_ot.criterions import mediator_objective
 from fairseq_ot.criterions import gjs as gjs_module
 from fairseq_ot.modules import soft_embedding
-from fairseq_ot.modules.divergences import masked_log_softmax, stepwise_kl, token_js_pi
+from fairseq_ot.modules.divergences import masked_log_softmax, step_kl, token_js_pi
 from fairseq_ot.modules.soft_embedding import sequence_ot_distance
 
 # float16 keeps 11 significant bits, and the losses are sums over a few
@@ -26,7 +26,7 @@ RELATIVE_TOLERANCE = 1e-3
 UPDATE = 4
 # per criterion: the internal function whose results must be float32
 INTERNALS = {"ot_seq": (soft_embedding, "solve_ot"), "gjs-token": (gjs_module, "token_js_pi"),
-             "gjs-mediator": (mediator_objective, "stepwise_kl"), "cot": (mediator_objective, "stepwise_kl")}
+             "gjs-mediator": (mediator_objective, "step_kl"), "cot": (mediator_objective, "step_kl")}
 
 
 def result_tensors(result):
@@ -91,11 +91,10 @@ def test_mediator_kl_and_gjs_mixture_of_half_logits_are_computed_in_float32():
     # logits of a magnitude where float16 exp() would overflow
     logits_p = (torch.randn(2, 3, 11, generator=generator) * 8).half()
     logits_q = (torch.randn(2, 3, 11, generator=generator) * 8).half()
-    mask = torch.ones(2, 3)
     banned = (1, 2)
-    kl_half = stepwise_kl(masked_log_softmax(logits_p, banned), masked_log_softmax(logits_q, banned), mask)
-    kl_float = stepwise_kl(masked_log_softmax(logits_p.float(), banned),
-                           masked_log_softmax(logits_q.float(), banned), mask)
+    kl_half = step_kl(masked_log_softmax(logits_p, banned), masked_log_softmax(logits_q, banned))
+    kl_float = step_kl(masked_log_softmax(logits_p.float(), banned),
+                       masked_log_softmax(logits_q.float(), banned))
     assert kl_half.dtype == torch.float32 and torch.equal(kl_half, kl_float)
     target = torch.randint(3, 11, (6,), generator=generator)
     for smoothing in (0.0, 0.1):

@@ -1,7 +1,14 @@
 import pytest
 from fairseq import options
 
-from fairseq_ot.recipes import RECIPES_DIR, read_args_file, recipe_args, recipe_criterions, recipe_task
+from fairseq_ot.recipes import (
+    RECIPES_DIR,
+    read_args_file,
+    recipe_args,
+    recipe_criterions,
+    recipe_task,
+    registered_criterion,
+)
 
 from conftest import USER_DIR
 
@@ -22,7 +29,7 @@ def test_recipe_flags_parse_to_their_criterion(recipe, criterion):
     flags = recipe_args(recipe, criterion)
     parser = options.get_training_parser()
     args = options.parse_args_and_arch(parser, ["DATA", "--user-dir", USER_DIR, *flags])
-    assert args.criterion == criterion
+    assert args.criterion == registered_criterion(recipe, criterion)
     assert args.task == recipe_task(recipe, criterion)
 
 
@@ -37,3 +44,14 @@ def test_unknown_recipe_or_criterion_names_what_exists():
         recipe_args("no_such_recipe", "ot_seq")
     with pytest.raises(ValueError, match="it has: .*ot_seq"):
         recipe_args("toy_translation", "no_such_criterion")
+
+
+def test_a_variant_is_named_after_its_registered_criterion(tmp_path, monkeypatch):
+    monkeypatch.setattr("fairseq_ot.recipes.RECIPES_DIR", tmp_path)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "train.args").write_text("--task language_modeling\n")
+    (tmp_path / "r" / "criterion_gjs_pi025.args").write_text("--criterion gjs --gjs-pi 0.25\n")
+    (tmp_path / "r" / "criterion_cot_x.args").write_text("--criterion gjs\n")
+    assert registered_criterion("r", "gjs_pi025") == "gjs"
+    with pytest.raises(ValueError, match="criterion_cot_x.args: --criterion must be 'cot_x'"):
+        registered_criterion("r", "cot_x")

@@ -1,17 +1,30 @@
 """scripts/collect_results.py, scripts/plot_training_curves.py and the
 fairseq JSON train-log parser they share, on crafted run folders whose
-numbers are known and on the log of a real, restarted fairseq-train run."""
+numbers are known and on the log of a real, restarted fairseq-train run;
+the paired bootstrap intervals of collect_results on run folders with real
+generate outputs, BLEU's against sacrebleu's own --paired-bs."""
 
 import json
+import os
+import random
 import re
+import shlex
 import shutil
+import subprocess
+import sys
 
+import numpy as np
 import pytest
+from pycocoevalcap.cider.cider import Cider
 
-from fairseq_ot.evaluation.scores import write_scores
+from fairseq_ot.evaluation import caption_scoring, text_scoring
+from fairseq_ot.evaluation.paired_runs import BootstrapSettings, paired_comparison, run_seed
+from fairseq_ot.evaluation.scores import read_scores, write_scores
 from fairseq_ot.evaluation.train_log import curve, parse_train_log, read_train_log
 
+from captioning_data import KINDS
 from conftest import TINY_TRANSFORMER, USER_DIR, load_script, run_cli
+from text_corpora import EN_DE, script_main, write_generated_multi30k, write_lines
 
 MLE = "label_smoothed_cross_entropy"
 
@@ -89,27 +102,31 @@ EXPECTED_TABLES = """\
 
 {legend}
 
-| criterion | cider | bleu4 | hypotheses | updates | train s | run |
-|---|---:|---:|---:|---:|---:|---|
-| gjs | 0.9500 | 0.3000 | 1000 | 100 | 7 | coco/gjs |
+| criterion | seed | cider | bleu4 | hypotheses | updates | train s | run |
+|---|---:|---:|---:|---:|---:|---:|---|
+| gjs | — | 0.9500 | 0.3000 | 1000 | 100 | 7 | coco/gjs |
 
 ### translation, test split
 
-{legend} Δ vs MLE: difference to the `label_smoothed_cross_entropy` run of the same recipe.
+{legend} {interval_note}
 
-| criterion | recipe | sacrebleu | Δ sacrebleu vs MLE | meteor | Δ meteor vs MLE | hypotheses | updates | train s | run |
-|---|---|---:|---:|---:|---:|---:|---:|---:|---|
-| ot_seq | iwslt14 | 28.40 | — | 0.4000 | — | 1000 | 100 | 300 | iwslt/ot |
-| label_smoothed_cross_entropy | multi30k | 35.00 | — | 0.5500 | — | 1000 | 200 | 81 | multi30k/mle |
-| ot_seq | multi30k | 36.25 | +1.25 | 0.5000 | -0.0500 | 1000 | 200 | 102 | multi30k/ot |
+| criterion | recipe | seed | sacrebleu | Δ sacrebleu vs MLE [95% CI] | meteor | Δ meteor vs MLE [95% CI] | hypotheses | updates | train s | run |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| ot_seq | iwslt14 | — | 28.40 | — | 0.4000 | — | 1000 | 100 | 300 | iwslt/ot |
+| label_smoothed_cross_entropy | multi30k | — | 35.00 | — | 0.5500 | — | 1000 | 200 | 81 | multi30k/mle |
+| ot_seq | multi30k | — | 36.25 | +1.25 (no CI, note 1) | 0.5000 | -0.0500 (no CI, note 1) | 1000 | 200 | 102 | multi30k/ot |
+
+Notes:
+
+1. no interval against multi30k/mle: {runs}/multi30k/ot/generate-test.txt is missing.
 
 ### translation, valid split
 
-{legend} Δ vs MLE: difference to the `label_smoothed_cross_entropy` run of the same recipe.
+{legend} {interval_note}
 
-| criterion | sacrebleu | Δ sacrebleu vs MLE | meteor | Δ meteor vs MLE | hypotheses | updates | train s | run |
-|---|---:|---:|---:|---:|---:|---:|---:|---|
-| label_smoothed_cross_entropy | 37.50 | — | 0.6000 | — | 1000 | 200 | 81 | multi30k/mle |
+| criterion | seed | sacrebleu | Δ sacrebleu vs MLE [95% CI] | meteor | Δ meteor vs MLE [95% CI] | hypotheses | updates | train s | run |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| label_smoothed_cross_entropy | — | 37.50 | — | 0.6000 | — | 1000 | 200 | 81 | multi30k/mle |
 
 ### Unfinished runs (no scores_*.json)
 
@@ -122,7 +139,8 @@ EXPECTED_TABLES = """\
 def test_tables_hold_the_numbers_put_in(runs, tmp_path, capsys):
     out = tmp_path / "results.md"
     collect_results.main([str(runs), "--out", str(out)])
-    expected = EXPECTED_TABLES.format(legend=collect_results.LEGEND)
+    expected = EXPECTED_TABLES.format(legend=collect_results.LEGEND, runs=runs,
+                                      interval_note=collect_results.interval_note(BootstrapSettings()))
     assert out.read_text() == expected
     assert capsys.readouterr().out == expected
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.md", "runs"]  # no temporary left
@@ -135,13 +153,19 @@ def test_run_folders_given_one_by_one_keep_their_names(runs):
     assert [run.scores for run in found if run.name == "cot"] == [[]]
 
 
-def test_mle_of_several_seeds_is_averaged(tmp_path):
-    for seed, bleu in enumerate((30.0, 31.0, 35.5)):
-        crafted_run(tmp_path / f"mle{seed}", [((5.0, 4.0), 1)], {"test": translation("m", MLE, bleu=bleu)})
-    crafted_run(tmp_path / "ot", [((5.0, 4.0), 1)], {"test": translation("m", "ot_seq", bleu=33.0)})
+def test_without_the_mle_run_of_its_seed_a_run_is_compared_with_a_mean_without_interval(tmp_path):
+    for seed, bleu in enumerate((30.0, 31.0, 35.5), start=1):
+        crafted_run(tmp_path / f"mle_seed{seed}", [((5.0, 4.0), 1)], {"test": translation("m", MLE, bleu=bleu)})
+    crafted_run(tmp_path / "ot_seed4", [((5.0, 4.0), 1)], {"test": translation("m", "ot_seq", bleu=33.0)})
+    crafted_run(tmp_path / "unseeded_mle_a", [((5.0, 4.0), 1)], {"test": translation("u", MLE, bleu=20.0)})
+    crafted_run(tmp_path / "unseeded_mle_b", [((5.0, 4.0), 1)], {"test": translation("u", MLE, bleu=21.0)})
+    crafted_run(tmp_path / "unseeded_ot", [((5.0, 4.0), 1)], {"test": translation("u", "ot_seq", bleu=22.0)})
     markdown = collect_results.results_markdown(collect_results.find_runs([tmp_path]))
-    assert "to the mean of its runs for m (3 runs)." in markdown
-    assert "| ot_seq | 33.00 | +0.83 | 1000 |" in markdown  # 33 - 32.1667
+    assert "| ot_seq | m | 4 | 33.00 | +0.83 (no CI, note 1) | 1000 |" in markdown  # 33 - 32.1667
+    assert "| ot_seq | u | — | 22.00 | +1.50 (no CI, note 2) | 1000 |" in markdown
+    assert (f"1. no `{MLE}` run of recipe m with seed 4: difference to the mean of the recipe's 3 "
+            f"(seeds 1, 2, 3), no interval.\n2. 2 `{MLE}` runs of recipe u with seed unknown: "
+            f"difference to their mean, no interval.") in markdown
 
 
 def test_criteria_run_several_times_get_mean_deviation_and_range(tmp_path):
@@ -277,3 +301,264 @@ def test_plot_names_a_metric_no_run_logs(runs, tmp_path):
         plot_training_curves.plot_training_curves([runs / "coco" / "gjs"], ["loss", "valid_accuracy", "gnorm"])
     with pytest.raises(SystemExit, match="no .*nowhere/train.log"):
         plot_training_curves.plot_training_curves([tmp_path / "nowhere"], ["loss"])
+
+
+# ---- paired bootstrap intervals against the MLE run of the same seed ----
+
+# runs `python -m sacrebleu` (its main) and records the resampled BLEU scores
+# that its paired bootstrap hands to estimate_ci: the control's, then the system's
+SACREBLEU_RECORDING = """
+import json, sys
+import sacrebleu.significance as significance
+from sacrebleu.sacrebleu import main
+
+recorded, estimate_ci = [], significance.estimate_ci
+
+def recording_estimate_ci(scores):
+    recorded.append([float(score) for score in scores])
+    return estimate_ci(scores)
+
+significance.estimate_ci = recording_estimate_ci
+out = sys.argv.pop(1)
+try:
+    main()
+finally:
+    with open(out, "w") as stream:
+        json.dump(recorded, stream)
+"""
+
+
+def configuration_line(seed):
+    """The configuration line fairseq-train writes first into its --log-file."""
+    return (f"{{'_name': None, 'common': {{'_name': None, 'log_format': 'json', 'seed': {seed}, "
+            f"'cpu': True}}, 'model': Namespace(arch='transformer', seed={seed})}}")
+
+
+def perturbed(line, rate, rng):
+    """``line`` with each word replaced at ``rate`` by a German word of the corpus."""
+    return " ".join(rng.choice(sorted(EN_DE.values())) if rng.random() < rate else word for word in line.split())
+
+
+def scored_run(folder, prepared, criterion, hypotheses, *, flags=(), logged_seed=None):
+    """A translation run folder: fairseq-generate output of ``hypotheses``
+    (tokenized), its scores as run_text_recipe.py records them (fairseq flags
+    ``flags`` after "--"), and with ``logged_seed`` a train.log."""
+    folder.mkdir(parents=True)
+    output = folder / "generate-test.txt"
+    output.write_text("".join(f"S-{i}\tsource\nD-{i}\t-0.5\t{h}\n" for i, h in enumerate(hypotheses)))
+    if logged_seed is not None:
+        (folder / "train.log").write_text(configuration_line(logged_seed) + "\n" + crafted_log([((5.0, 4.0), 3)]))
+    metrics, count = text_scoring.score("bleu", output, prepared, "test")
+    command = ["scripts/run_text_recipe.py", "translation", str(prepared), str(folder), criterion]
+    write_scores(folder, "test", task="translation", recipe="translation", criterion=criterion, metrics=metrics,
+                 hypotheses=count, command=shlex.join(command + (["--", *flags] if flags else [])))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def prepared_multi30k(tmp_path_factory):
+    root = tmp_path_factory.mktemp("paired_multi30k")
+    raw = write_generated_multi30k(root / "raw")
+    script_main("prepare_multi30k")(["--raw-dir", str(raw), "--out-dir", str(root / "prepared"),
+                                     "--bpe-merges", "200"])
+    return root / "prepared"
+
+
+@pytest.fixture(scope="module")
+def seeded_runs(prepared_multi30k, tmp_path_factory):
+    """MLE and ot_seq runs of seeds 1 and 2 on the 37 test sentences, the
+    seed told by train.log (seed 1), the recorded --seed (MLE, seed 2) and
+    the folder's name (ot_seq, seed 2)."""
+    root = tmp_path_factory.mktemp("seeded") / "runs"
+    tokenized = (prepared_multi30k / "tok" / "test.de").read_text().splitlines()
+
+    def hypotheses(rate, seed):
+        rng = random.Random(seed)
+        return [perturbed(line, rate, rng) for line in tokenized]
+
+    scored_run(root / "mle", prepared_multi30k, MLE, hypotheses(0.35, 1), logged_seed=1)
+    scored_run(root / "ot_seq", prepared_multi30k, "ot_seq", hypotheses(0.25, 2), logged_seed=1)
+    scored_run(root / "mle_2", prepared_multi30k, MLE, hypotheses(0.15, 3), flags=["--lr", "1", "--seed", "2"])
+    scored_run(root / "ot_seq_seed2", prepared_multi30k, "ot_seq", hypotheses(0.3, 4))
+    return root
+
+
+def table_rows(markdown):
+    """{run name: its row's cells} of the tables of ``markdown``."""
+    rows = [line.strip("|").split(" | ") for line in markdown.splitlines() if line.startswith("| ")]
+    return {row[-1].strip(): [cell.strip() for cell in row] for row in rows}
+
+
+def sacrebleu_paired_bs(prepared, control, system, tmp_path):
+    """The cell "Δ [95% CI]" that `sacrebleu REF -i CONTROL SYSTEM -m bleu
+    --paired-bs` gives for two run folders, from its scores and its
+    resampled scores on their detokenized hypotheses, and its interval."""
+    files = []
+    for run in (control, system):
+        hypotheses, _ = text_scoring.prepared_hypotheses(run / "generate-test.txt", prepared, "test")
+        files.append(tmp_path / f"{run.name}.detok")
+        files[-1].write_text("".join(line + "\n" for line in hypotheses))
+    recorded = tmp_path / "resampled.json"
+    env = {k: v for k, v in os.environ.items() if k != "SACREBLEU_SEED"}
+    env.update(SACREBLEU_FORMAT="json", OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-c", SACREBLEU_RECORDING, str(recorded), str(prepared / "references" / "test.de"),
+         "-i", *map(str, files), "-m", "bleu", "--paired-bs", "--quiet"],
+        env=env, capture_output=True, text=True, check=True)
+    control_result, system_result = json.loads(result.stdout)
+    control_scores, system_scores = json.loads(recorded.read_text())
+    differences = np.sort(np.array(system_scores) - np.array(control_scores))
+    assert len(differences) == 1000  # sacrebleu's default --paired-bs-n
+    observed = system_result["BLEU"]["score"] - control_result["BLEU"]["score"]
+    lower, upper = differences[25], differences[-26]  # 1000 // 40 dropped on each side
+    return f"{observed:+.2f} [{lower:+.2f}, {upper:+.2f}]", (lower, upper)
+
+
+def test_runs_pair_with_the_mle_run_of_their_seed_and_bleu_intervals_are_sacrebleus(
+        seeded_runs, prepared_multi30k, tmp_path, capsys):
+    collect_results.main([str(seeded_runs)])
+    rows = table_rows(capsys.readouterr().out)
+    assert rows["ot_seq"][:2] == ["ot_seq", "1"] and rows["ot_seq_seed2"][:2] == ["ot_seq", "2"]
+    assert rows["mle"][:2] == [MLE, "1"] and rows["mle_2"][:2] == [MLE, "2"]
+    for system, control in [("ot_seq", "mle"), ("ot_seq_seed2", "mle_2")]:
+        expected, (lower, upper) = sacrebleu_paired_bs(
+            prepared_multi30k, seeded_runs / control, seeded_runs / system, tmp_path)
+        assert rows[system][3] == expected
+        comparison = paired_comparison((seeded_runs / system, read_scores(seeded_runs / system / "scores_test.json")),
+                                       (seeded_runs / control, read_scores(seeded_runs / control / "scores_test.json")))
+        difference = comparison.intervals["sacrebleu"].difference
+        assert (difference.lower, difference.upper) == (lower, upper)  # to the bit
+    # the other seed's MLE run would give another interval
+    assert sacrebleu_paired_bs(prepared_multi30k, seeded_runs / "mle_2", seeded_runs / "ot_seq", tmp_path)[0] \
+        != rows["ot_seq"][3]
+
+
+def test_missing_or_changed_files_give_the_difference_without_interval_and_why(seeded_runs, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    shutil.copytree(seeded_runs, runs)
+    (runs / "mle_2" / "generate-test.txt").unlink()
+    # a generate output that no longer gives the recorded score
+    changed = read_scores(runs / "ot_seq" / "scores_test.json")
+    actual = changed["metrics"]["sacrebleu"]
+    (runs / "ot_seq" / "scores_test.json").write_text(json.dumps(dict(changed, metrics={"sacrebleu": 99.0})))
+    collect_results.main([str(runs)])
+    markdown = capsys.readouterr().out
+    rows = table_rows(markdown)
+    recorded = {name: read_scores(runs / name / "scores_test.json")["metrics"]["sacrebleu"]
+                for name in ("mle", "mle_2", "ot_seq_seed2")}
+    assert rows["ot_seq"][3] == f"{99.0 - recorded['mle']:+.2f} (no CI, note 1)"
+    assert rows["ot_seq_seed2"][3] == f"{recorded['ot_seq_seed2'] - recorded['mle_2']:+.2f} (no CI, note 2)"
+    assert (f"1. no interval for sacrebleu against mle: {runs}/ot_seq/generate-test.txt scores sacrebleu "
+            f"{actual:.4f}, its scores_test.json records 99.0000.\n"
+            f"2. no interval against mle_2: {runs}/mle_2/generate-test.txt is missing.") in markdown
+
+
+def test_the_seed_comes_from_train_log_then_the_scores_command_then_the_name():
+    log = parse_train_log([configuration_line(7), *PREAMBLE, configuration_line(8)])
+    assert log.seed == 8  # the last attempt's
+    assert parse_train_log(PREAMBLE).seed is None
+    commands = ["scripts/run_text_recipe.py translation P R ot_seq -- --seed 3 --lr 1 --seed=4"]
+    assert run_seed("gpu/ot_seq_seed2", 5, commands) == 5
+    assert run_seed("gpu/ot_seq_seed2", None, commands) == 4
+    assert run_seed("seed1/ot_seq_seed-2", None, ["generate and score"]) == 2
+    assert run_seed("ot_seq", None, ["generate and score"]) is None
+
+
+def aeslc_like_raw(folder, subjects):
+    """Raw AESLC files whose test subjects are ``subjects``."""
+    words = [subject.split() for subject in subjects]
+    for stem in ("train", "dev", "test"):
+        pairs = words if stem == "test" else [random.Random(k).sample(VOCABULARY, 4) for k in range(60)]
+        emails = [" ".join(pair * 3) + " ." for pair in pairs]
+        write_lines(folder / f"{stem}.email.gz", emails)
+        write_lines(folder / f"{stem}.subject.gz", [" ".join(pair) for pair in pairs])
+    return folder
+
+
+def summarization_run(folder, prepared, criterion, hypotheses):
+    folder.mkdir(parents=True)
+    output = folder / "generate-test.txt"
+    output.write_text("".join(f"D-{i}\t-0.5\t{h}\n" for i, h in enumerate(hypotheses)))
+    metrics, count = text_scoring.score("rouge", output, prepared, "test")
+    command = shlex.join(["scripts/run_text_recipe.py", "summarization", str(prepared), str(folder), criterion])
+    write_scores(folder, "test", task="summarization", recipe="summarization", criterion=criterion,
+                 metrics=metrics, hypotheses=count, command=command)
+
+
+VOCABULARY = "apple bread chair table garden window river mountain pencil candle".split()
+
+
+def test_a_constant_rouge_gain_on_every_item_is_a_zero_width_interval_at_the_gain(tmp_path, capsys):
+    # four-word subjects; the control gets 1 or 2 of an item's words right,
+    # the system 2 more, so its ROUGE-1 F1 is 2/4 higher on every item
+    rng = random.Random(0)
+    subjects = [rng.sample(VOCABULARY, 4) for _ in range(30)]
+    right = [rng.choice([1, 2]) for _ in subjects]
+    prepared = tmp_path / "prepared"
+    script_main("prepare_aeslc")(["--raw-dir", str(aeslc_like_raw(tmp_path / "raw", map(" ".join, subjects))),
+                                  "--out-dir", str(prepared), "--bpe-merges", "50"])
+    runs = tmp_path / "runs"
+    for criterion, extra in [(MLE, 0), ("ot_seq", 2)]:
+        hypotheses = [" ".join(words[:k + extra] + ["zzz"] * (4 - k - extra)) for words, k in zip(subjects, right)]
+        summarization_run(runs / criterion, prepared, criterion, hypotheses)
+    collect_results.main([str(runs)])
+    rows = table_rows(capsys.readouterr().out)
+    system_rouge1 = 100 * sum(k + 2 for k in right) / (4 * len(right))
+    assert rows["ot_seq"][1:4] == ["—", f"{system_rouge1:.2f}", "+50.00 [+50.00, +50.00]"]
+    records = [(runs / name, read_scores(runs / name / "scores_test.json")) for name in ("ot_seq", MLE)]
+    rouge1 = paired_comparison(*records).intervals["rouge1_f1"]
+    assert rouge1.difference.lower == pytest.approx(50, abs=1e-9)
+    assert rouge1.difference.upper == pytest.approx(50, abs=1e-9)
+    assert rouge1.control.half_width > 1  # the item scores vary: the gain is what is constant
+
+
+def captioning_run(folder, data, criterion, hypotheses, data_flag):
+    """A captioning run folder scored as score_captions.py --no-meteor
+    records it, with a METEOR score added to its record."""
+    folder.mkdir(parents=True)
+    output = folder / "generate-test.txt"
+    output.write_text("".join(f"H-{i}\t-0.5\t{h}\nD-{i}\t-0.5\t{h}\n" for i, h in enumerate(hypotheses)))
+    references = [refs for _, refs in caption_scoring.read_references(data, "test")]
+    metrics = dict(caption_scoring.caption_scores(hypotheses, references, meteor=False), meteor=20.0)
+    command = ["fairseq_ot/cli/score_captions.py", str(output), *data_flag, "--run-dir", str(folder),
+               "--criterion", criterion, "--no-meteor"]
+    write_scores(folder, "test", task="captioning", recipe="captioning", criterion=criterion, metrics=metrics,
+                 hypotheses=len(hypotheses), command=shlex.join(command))
+
+
+def brute_force_cider_interval(system, control, references, n_resamples, seed=12345):
+    """The 95% interval of CIDEr x100 differences, pycocoevalcap's Cider
+    rerun on each resampled test set (sacrebleu's draws)."""
+    differences = []
+    for indices in np.random.default_rng(seed).choice(len(references), size=(n_resamples, len(references))):
+        gts = {key: references[i] for key, i in enumerate(indices)}
+        scores = [Cider().compute_score(gts, {key: [hypotheses[i]] for key, i in enumerate(indices)})[0]
+                  for hypotheses in (system, control)]
+        differences.append(100 * (scores[0] - scores[1]))
+    differences = np.sort(differences)
+    return differences[n_resamples // 40], differences[-1 - n_resamples // 40]
+
+
+def test_caption_intervals_resample_cider_and_skip_meteor_on_request(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    images = [(f"{i}.jpg", KINDS[i % len(KINDS)]) for i in range(12)]
+    (data / "test.images.txt").write_text("".join(f"{name}\n" for name, refs in images for _ in refs))
+    (data / "test.references.txt").write_text("".join(f"{ref.lower()}\n" for _, refs in images for ref in refs))
+    system = [refs[i % 5].lower().rsplit(" ", 2)[0] for i, (_, refs) in enumerate(images)]
+    control = [KINDS[(i + i % 2) % len(KINDS)][0].lower() for i in range(len(images))]
+    runs = tmp_path / "runs"
+    captioning_run(runs / "gjs", data, "gjs", system, ["--data", str(data)])
+    captioning_run(runs / MLE, data, MLE, control, [f"--data={data}"])
+    collect_results.main([str(runs), "--no-meteor", "--resamples", "200"])
+    markdown = capsys.readouterr().out
+    cells = dict(zip(markdown.splitlines()[4].strip("|").split(" | "), table_rows(markdown)["gjs"]))
+    normalize = caption_scoring.normalize
+    lower, upper = brute_force_cider_interval([normalize(h) for h in system], [normalize(h) for h in control],
+                                              [[normalize(ref) for ref in refs] for _, refs in images], 200)
+    observed = (read_scores(runs / "gjs" / "scores_test.json")["metrics"]["cider"]
+                - read_scores(runs / MLE / "scores_test.json")["metrics"]["cider"])
+    assert cells["Δ cider vs MLE [95% CI]"].strip() == f"{observed:+.2f} [{lower:+.2f}, {upper:+.2f}]"
+    assert all(re.fullmatch(r"[+-]\d+\.\d\d \[.*\]", cells[f"Δ bleu{n} vs MLE [95% CI]"].strip()) for n in range(1, 5))
+    assert cells["Δ meteor vs MLE [95% CI]"].strip() == "+0.00 (no CI, note 1)"
+    assert f"1. no interval for meteor against {MLE}: --no-meteor was given." in markdown

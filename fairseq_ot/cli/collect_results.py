@@ -1,25 +1,37 @@
 #!/usr/bin/env python
 """Collect the scores of every run folder into markdown tables, one per task
-and scored split: a row per run (criterion, and recipe when the task has
-several), a column per metric, the difference to the MLE run
-(label_smoothed_cross_entropy) of the same recipe, the hypothesis count, the
+and scored split: a row per run (criterion, recipe when the task has
+several, seed), a column per metric, the difference to the MLE run
+(label_smoothed_cross_entropy) of the same recipe and seed with its 95%
+paired bootstrap interval over the test items, the hypothesis count, the
 updates reached and the seconds spent in training steps. Run folders without
 a scores_*.json are listed as unfinished.
 
-    python scripts/collect_results.py RUN_DIR_OR_PARENT... [--out results.md]
+    python scripts/collect_results.py RUN_DIR_OR_PARENT... [--out results.md] \
+        [--resamples 1000] [--bootstrap-seed 12345] [--no-meteor]
 
 A run folder is one holding train.log (fairseq-train --log-format json
 --log-file) or scores_SPLIT.json (fairseq_ot.evaluation.scores); a parent is
-searched for run folders at any depth.
+searched for run folders at any depth. The intervals
+(fairseq_ot/evaluation/paired_runs.py) read both runs' generate-SPLIT.txt and
+the references their scores' commands name; a difference they cannot be
+computed for is given without one, the reason in a note under its table.
 """
 
 import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean, stdev
 
-
+from fairseq_ot.evaluation.bootstrap import (
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    TAIL_FRACTION_DENOMINATOR,
+    format_interval,
+)
 from fairseq_ot.evaluation.files import write_atomically
+from fairseq_ot.evaluation.paired_runs import BootstrapSettings, NoIntervalError, paired_comparison, run_seed
 from fairseq_ot.evaluation.scores import read_scores
 from fairseq_ot.evaluation.train_log import read_train_log
 
@@ -33,14 +45,37 @@ LEGEND = (
     "excluded; fairseq rounds it to whole seconds per epoch)."
 )
 SPREAD_NOTE = "mean ± sample standard deviation (min–max) over their runs."
+INTERVAL_NOTE = (
+    "Δ vs MLE [95% CI]: the run's score minus that of the `{mle}` run of the same "
+    "recipe and seed, and the 95% paired bootstrap interval of that difference over "
+    "the test items ({resamples} resampled test sets, seed {seed}, both runs scored on "
+    "each; BLEU's as `sacrebleu --paired-bs`)."
+)
 
 
 @dataclass
 class Run:
     name: str
+    path: Path
     scores: list  # one record per scored split
     num_updates: object  # int, or None without training statistics
     train_seconds: object  # float, or None without an end-of-epoch line
+    seed: object  # int, or None where neither train.log, the scores' command nor the name tells
+
+
+class Notes:
+    """The numbered notes under a table, each text once."""
+
+    def __init__(self):
+        self.texts = []
+
+    def number(self, text):
+        if text not in self.texts:
+            self.texts.append(text)
+        return self.texts.index(text) + 1
+
+    def markdown(self):
+        return "\n".join(f"{number}. {text}" for number, text in enumerate(self.texts, start=1))
 
 
 def is_run_dir(path):
@@ -59,11 +94,14 @@ def run_dirs(root):
 
 def read_run(name, path):
     log = read_train_log(path / TRAIN_LOG) if (path / TRAIN_LOG).is_file() else None
+    scores = [read_scores(scores) for scores in sorted(path.glob(SCORES))]
     return Run(
         name=name,
-        scores=[read_scores(scores) for scores in sorted(path.glob(SCORES))],
+        path=path,
+        scores=scores,
         num_updates=log.num_updates if log else None,
         train_seconds=log.train_seconds if log else None,
+        seed=run_seed(name, log.seed if log else None, [record["command"] for record in scores]),
     )
 
 
@@ -112,47 +150,95 @@ def metrics_by_criterion(entries):
     return dict(sorted(groups.items()))
 
 
-def mle_metrics(entries):
-    """recipe -> the metrics records of that recipe's MLE runs."""
-    return {recipe: runs for (recipe, criterion), runs in metrics_by_criterion(entries).items() if criterion == MLE}
+def mle_runs(entries):
+    """recipe -> the (run, record) pairs of that recipe's MLE runs."""
+    controls = {}
+    for run, record in entries:
+        if record["criterion"] == MLE:
+            controls.setdefault(record["recipe"], []).append((run, record))
+    return controls
 
 
-def baseline_note(mle):
-    averaged = [f"{recipe} ({len(runs)} runs)" for recipe, runs in sorted(mle.items()) if len(runs) > 1]
-    note = f"Δ vs MLE: difference to the `{MLE}` run of the same recipe"
-    return note + (f", to the mean of its runs for {', '.join(averaged)}." if averaged else ".")
+def seed_name(seed):
+    return "unknown" if seed is None else str(seed)
 
 
-def task_table(entries, mle):
-    """Markdown table of the (run, scores record) pairs of one task and split."""
-    entries = sorted(entries, key=lambda e: (e[1]["recipe"], e[1]["criterion"] != MLE, e[1]["criterion"], e[0].name))
+def baseline(run, record, controls):
+    """The MLE (run, record) pairs a run is compared with, and why there is
+    no interval (None for the one MLE run of its seed)."""
+    same_seed = [(control, r) for control, r in controls if control.seed == run.seed]
+    where = f"recipe {record['recipe']} with seed {seed_name(run.seed)}"
+    if len(same_seed) == 1:
+        return same_seed, None
+    if same_seed:
+        return same_seed, f"{len(same_seed)} `{MLE}` runs of {where}: difference to their mean, no interval."
+    seeds = ", ".join(sorted({seed_name(control.seed) for control, _ in controls}))
+    return controls, (f"no `{MLE}` run of {where}: difference to the mean of the recipe's "
+                      f"{len(controls)} (seeds {seeds}), no interval.")
+
+
+def paired_intervals(run, record, control, control_record, settings):
+    """{metric: PairedBootstrap} of a run against its control, and
+    {metric: why it has none} for the other metrics of the run."""
+    print(f"paired bootstrap: {run.name} against {control.name} ({record['task']}, {record['split']})",
+          file=sys.stderr)
+    try:
+        comparison = paired_comparison((run.path, record), (control.path, control_record), settings)
+    except NoIntervalError as error:
+        return {}, dict.fromkeys(record["metrics"], f"no interval against {control.name}: {error}.")
+    reasons = {name: f"no interval for {name} against {control.name}: {why}."
+               for name, why in comparison.missing.items()}
+    return comparison.intervals, reasons
+
+
+def delta_cells(run, record, controls, places, settings, notes):
+    """The "Δ vs MLE [95% CI]" cell of each metric of one row."""
+    if record["criterion"] == MLE or not controls:
+        return [MISSING] * len(places)
+    compared_with, reason = baseline(run, record, controls)
+    if reason is None:
+        intervals, reasons = paired_intervals(run, record, *compared_with[0], settings)
+    else:
+        intervals, reasons = {}, dict.fromkeys(record["metrics"], reason)
+    cells = []
+    for name, digits in places.items():
+        value = record["metrics"].get(name)
+        base = [r["metrics"][name] for _, r in compared_with if name in r["metrics"]]
+        if name in intervals:
+            cells.append(format_interval(intervals[name].difference, digits))
+        elif value is None or not base:
+            cells.append(MISSING)
+        else:
+            cells.append(f"{value - mean(base):+.{digits}f} (no CI, note {notes.number(reasons[name])})")
+    return cells
+
+
+def task_table(entries, settings):
+    """Markdown table of the (run, scores record) pairs of one task and
+    split, and its notes."""
+    entries = sorted(entries, key=lambda e: (
+        e[1]["recipe"], e[1]["criterion"] != MLE, e[1]["criterion"], e[0].seed is None, e[0].seed or 0, e[0].name))
     metrics, places = metric_places(entries)
-    baselines = {
-        recipe: {name: mean(m[name] for m in runs if name in m) for name in metrics if any(name in m for m in runs)}
-        for recipe, runs in mle.items()
-    }
+    controls = mle_runs(entries)
     several_recipes = len({record["recipe"] for _, record in entries}) > 1
 
-    columns = [("criterion", False)] + ([("recipe", False)] if several_recipes else [])
+    columns = [("criterion", False)] + ([("recipe", False)] if several_recipes else []) + [("seed", True)]
     for name in metrics:
-        columns += [(name, True)] + ([(f"Δ {name} vs MLE", True)] if mle else [])
+        columns += [(name, True)] + ([(f"Δ {name} vs MLE [95% CI]", True)] if controls else [])
     columns += [("hypotheses", True), ("updates", True), ("train s", True), ("run", False)]
-    rows = []
+    notes, rows = Notes(), []
     for run, record in entries:
-        row = [record["criterion"]] + ([record["recipe"]] if several_recipes else [])
-        baseline = {} if record["criterion"] == MLE else baselines.get(record["recipe"], {})
-        for name in metrics:
-            value = record["metrics"].get(name)
-            row.append(or_missing(value, f".{places[name]}f"))
-            if mle:
-                delta = value - baseline[name] if value is not None and name in baseline else None
-                row.append(or_missing(delta, f"+.{places[name]}f"))
+        row = [record["criterion"]] + ([record["recipe"]] if several_recipes else []) + [or_missing(run.seed, "d")]
+        deltas = delta_cells(run, record, controls.get(record["recipe"], []), places, settings, notes)
+        for name, delta in zip(metrics, deltas):
+            row.append(or_missing(record["metrics"].get(name), f".{places[name]}f"))
+            row += [delta] if controls else []
         row += [
             str(record["hypotheses"]), or_missing(run.num_updates, "d"),
             or_missing(run.train_seconds, ".0f"), run.name,
         ]
         rows.append(row)
-    return markdown_table(columns, rows)
+    return markdown_table(columns, rows), notes
 
 
 def spread_table(entries):
@@ -178,16 +264,22 @@ def spread_table(entries):
     return markdown_table(columns, rows)
 
 
-def results_markdown(runs):
+def interval_note(settings):
+    return INTERVAL_NOTE.format(mle=MLE, resamples=settings.n_resamples, seed=settings.seed)
+
+
+def results_markdown(runs, settings=BootstrapSettings()):
     by_table = {}
     for run in runs:
         for record in run.scores:
             by_table.setdefault((record["task"], record["split"]), []).append((run, record))
     sections = []
     for (task, split), entries in sorted(by_table.items()):
-        mle = mle_metrics(entries)
-        notes = LEGEND + (" " + baseline_note(mle) if mle else "")
-        sections.append(f"### {task}, {split} split\n\n{notes}\n\n{task_table(entries, mle)}")
+        table, notes = task_table(entries, settings)
+        legend = LEGEND + (" " + interval_note(settings) if mle_runs(entries) else "")
+        sections.append(f"### {task}, {split} split\n\n{legend}\n\n{table}")
+        if notes.texts:
+            sections.append(f"Notes:\n\n{notes.markdown()}")
         spread = spread_table(entries)
         if spread:
             sections.append(f"Criteria run more than once: {SPREAD_NOTE}\n\n{spread}")
@@ -199,12 +291,26 @@ def results_markdown(runs):
     return "\n\n".join(sections) + "\n"
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("roots", nargs="+", type=Path, metavar="RUN_DIR_OR_PARENT")
     parser.add_argument("--out", type=Path, help="also write the tables to this markdown file")
+    parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
+                        help="resampled test sets per paired bootstrap interval (default: %(default)s)")
+    parser.add_argument("--bootstrap-seed", type=int, default=DEFAULT_SEED,
+                        help="seed of the resampling, sacrebleu's default (default: %(default)s)")
+    parser.add_argument("--no-meteor", action="store_true",
+                        help="no interval for captioning's METEOR (Java: about a second per resampled test set)")
     args = parser.parse_args(argv)
-    markdown = results_markdown(find_runs(args.roots))
+    if args.resamples < TAIL_FRACTION_DENOMINATOR:
+        parser.error(f"--resamples must be at least {TAIL_FRACTION_DENOMINATOR} for a 95% interval")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    settings = BootstrapSettings(n_resamples=args.resamples, seed=args.bootstrap_seed, meteor=not args.no_meteor)
+    markdown = results_markdown(find_runs(args.roots), settings)
     print(markdown, end="")
     if args.out:
         write_atomically(args.out, markdown)

@@ -14,10 +14,9 @@ as pycocoevalcap's PTBTokenizer does. Scores are x100. METEOR runs Java
 
 import argparse
 import shlex
-import shutil
 import sys
 
-from fairseq_ot.evaluation.caption_scoring import caption_scores, read_references
+from fairseq_ot.evaluation.caption_scoring import METEOR_SKIPPED, caption_scores, java_available, read_references
 from fairseq_ot.evaluation.generate_output import HypothesisCountError, read_hypotheses
 from fairseq_ot.evaluation.scores import add_record_arguments, write_scores
 
@@ -31,9 +30,8 @@ def main(argv=None):
     parser.add_argument("--no-meteor", action="store_true", help="skip METEOR (needs Java)")
     args = parser.parse_args(argv)
     meteor = not args.no_meteor
-    if meteor and shutil.which("java") is None:
-        print("METEOR skipped: no `java` on PATH (install a JRE, e.g. apt-get install "
-              "default-jre-headless)", file=sys.stderr)
+    if meteor and not java_available():
+        print(METEOR_SKIPPED, file=sys.stderr)
         meteor = False
     try:
         images = read_references(args.data, args.split)

@@ -42,9 +42,8 @@ from fairseq.data import Dictionary
 
 from fairseq_ot.paths import USER_DIR
 from fairseq_ot.evaluation.files import write_atomically
-from fairseq_ot.synthetic.evaluation import (
-    load_generator, load_split_words, nll_oracle, nll_test,
-)
+from fairseq_ot.evaluation.lm_sampling import load_generator
+from fairseq_ot.synthetic.evaluation import load_split_words, nll_oracle, nll_test
 from fairseq_ot.synthetic.lm_data import (
     build_oracle_lm_data, fairseq_to_oracle_ids, oracle_id_table,
 )
@@ -231,12 +230,12 @@ def last_logged_stats(log_path):
 
 
 def evaluate_checkpoint(path, data_bin, oracle, test_words, samples):
-    generator, dictionary, updates, training_seconds = load_generator(path, data_bin)
+    lm = load_generator(path, data_bin)
     torch.manual_seed(EVAL_SEED)  # every checkpoint scored with the same draws
     return {
-        "checkpoint": path.name, "updates": updates, "minutes": round(training_seconds / 60, 3),
-        "nll_oracle": nll_oracle(generator, dictionary, oracle, samples),
-        "nll_test": nll_test(generator, dictionary, test_words),
+        "checkpoint": path.name, "updates": lm.num_updates, "minutes": round(lm.training_seconds / 60, 3),
+        "nll_oracle": nll_oracle(lm.generator, lm.dictionary, oracle, samples),
+        "nll_test": nll_test(lm.generator, lm.dictionary, test_words),
         "samples": samples,
     }
 

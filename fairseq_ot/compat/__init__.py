@@ -7,7 +7,8 @@ versions and how to tell it is no longer needed; the README lists them.
   exits (else a run that stops inside an epoch aborts at exit)
 - `checkpoint_safety`: weights-only loading of fairseq checkpoints on torch >= 2.6
 - `numpy_alias`: `np.compat.long` for fairseq's data code on numpy 2
-- `one_line_errors`: flag errors as one line (`sys.excepthook`; hydra's main)
+- `one_line_errors`: flag errors as one line (`sys.excepthook`; hydra's main),
+  also where fairseq's trainer re-raises them as a bare Exception
 - `update_count`: the update number for criterions (a task's `train_step`),
   applied per criterion by the `FollowsUpdateCount` mixin, not here"""
 

@@ -10,6 +10,12 @@ convention (`PROGRAM: error: MESSAGE`, exit status 2) is what fairseq users
 already read for its own flags. hydra catches a task's exceptions and prints
 their tracebacks before any excepthook sees them, so its main is wrapped too.
 
+fairseq's trainer re-raises any error of loading a checkpoint's weights as
+a bare `Exception("Cannot load model parameters from checkpoint ...")`
+(`Trainer.load_checkpoint`, fairseq 0.12.x), so a refused warm start
+(`--finetune-from-model`, `--mediator-init`) reaches the hook as the context
+of that exception: the hook prints the plugin's error from the chain.
+
 No longer needed when: fairseq validates plugin configs itself before
 training (it does not in 0.12.x)."""
 
@@ -31,10 +37,11 @@ def install_excepthook(classes) -> None:
         return
 
     def one_line(kind, error, traceback):
-        if not issubclass(kind, classes) or hasattr(sys, "ps1") or sys.flags.interactive:
+        cause = one_line_cause(error, classes)
+        if cause is None or hasattr(sys, "ps1") or sys.flags.interactive:
             previous(kind, error, traceback)
             return
-        print_one_line(error)
+        print_one_line(cause)
         # SystemExit cannot set the status from inside an excepthook: run the
         # exit handlers (they stop data-loader workers and flush --log-file),
         # then leave directly
@@ -45,6 +52,15 @@ def install_excepthook(classes) -> None:
 
     one_line._fairseq_ot_one_line = classes
     sys.excepthook = one_line
+
+
+def one_line_cause(error, classes):
+    """`error` if it is one of `classes`, else the first exception of
+    `classes` that it was raised while handling (fairseq's trainer wraps
+    checkpoint loading errors in a bare Exception); None if there is none."""
+    while error is not None and not isinstance(error, classes):
+        error = error.__context__
+    return error
 
 
 def wrap_hydra_main(classes) -> None:
@@ -59,8 +75,11 @@ def wrap_hydra_main(classes) -> None:
     def one_line_errors(cfg, **kwargs):
         try:
             return run_task(cfg, **kwargs)
-        except classes as error:
-            print_one_line(error)
+        except Exception as error:
+            cause = one_line_cause(error, classes)
+            if cause is None:
+                raise
+            print_one_line(cause)
             raise SystemExit(2) from None
 
     one_line_errors._fairseq_ot_one_line = True

@@ -22,7 +22,5 @@ class CotCriterion(MediatorObjective):
     (disjoint parameters, cross terms detached); the logged `jsd` is the
     mediator's estimate of JSD(data || G)."""
 
-    def __init__(self, task, sentence_avg, cot_max_len_a, cot_max_len_b,
-                 cot_samples_per_source, cot_mediator_steps, seed):
-        super().__init__(task, sentence_avg, 0.5, cot_max_len_a, cot_max_len_b,
-                         cot_samples_per_source, cot_mediator_steps, seed)
+    def __init__(self, task, cfg):
+        super().__init__(task, cfg, pi=0.5)

@@ -132,8 +132,6 @@ class MediatorGJSCriterion(MediatorObjective):
 
     mediator_flags = "--gjs-mode mediator"
 
-    def __init__(self, task, sentence_avg, gjs_pi, cot_max_len_a, cot_max_len_b,
-                 cot_samples_per_source, cot_mediator_steps, seed):
-        require(0 < gjs_pi < 1, "--gjs-pi", "in (0, 1)", gjs_pi)
-        super().__init__(task, sentence_avg, gjs_pi, cot_max_len_a, cot_max_len_b,
-                         cot_samples_per_source, cot_mediator_steps, seed)
+    def __init__(self, task, cfg):
+        require(0 < cfg.gjs_pi < 1, "--gjs-pi", "in (0, 1)", cfg.gjs_pi)
+        super().__init__(task, cfg, pi=cfg.gjs_pi)

@@ -24,7 +24,8 @@ from fairseq_ot.modules.batch_random import batch_generator
 from fairseq_ot.modules.divergences import (
     js_pi_terms,
     masked_log_softmax,
-    stepwise_kl,
+    score_function_surrogate,
+    step_kl,
     token_log_probs,
 )
 from fairseq_ot.modules.sampling import ancestral_sample, decoder_input_key, evaluation_mode
@@ -46,6 +47,15 @@ class MediatorObjectiveConfig(FairseqDataclass):
         default=1, metadata={"help": "mediator updates per generator update: the "
                              "generator term is added every this many updates"}
     )
+    cot_mediator_warmup_updates: int = field(
+        default=0, metadata={"help": "train only the mediator (generator term off) for "
+                             "this many updates first, e.g. after a warm start"}
+    )
+    cot_gamma: float = field(
+        default=0.0, metadata={"help": "gamma in [0, 1]: weight of the score-function term "
+                               "of the generator's estimator; 0 is CoT's practice, 1 the "
+                               "exact gradient of KL[G||M]"}
+    )
     sentence_avg: bool = II("optimization.sentence_avg")
     seed: int = II("common.seed")
 
@@ -58,25 +68,31 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
 
     mediator_flags = "--criterion cot"  # what asked for a mediator, for errors
 
-    def __init__(self, task, sentence_avg, pi, cot_max_len_a, cot_max_len_b,
-                 cot_samples_per_source, cot_mediator_steps, seed):
+    def __init__(self, task, cfg, pi):
+        """`cfg`: the criterion's MediatorObjectiveConfig fields (fairseq's
+        build_criterion passes the config node); `pi`: the mixture weight."""
         super().__init__(task)
-        require(cot_max_len_a >= 0, "--cot-max-len-a", ">= 0", cot_max_len_a)
-        require(cot_max_len_b >= 0, "--cot-max-len-b", ">= 0", cot_max_len_b)
-        require(cot_max_len_a > 0 or cot_max_len_b >= 1, "--cot-max-len-b",
-                 ">= 1 when --cot-max-len-a is 0", cot_max_len_b)
-        require(cot_samples_per_source >= 1, "--cot-samples-per-source", ">= 1",
-                 cot_samples_per_source)
-        require(cot_mediator_steps >= 1, "--cot-mediator-steps", ">= 1", cot_mediator_steps)
-        self.sentence_avg = sentence_avg
+        require(cfg.cot_max_len_a >= 0, "--cot-max-len-a", ">= 0", cfg.cot_max_len_a)
+        require(cfg.cot_max_len_b >= 0, "--cot-max-len-b", ">= 0", cfg.cot_max_len_b)
+        require(cfg.cot_max_len_a > 0 or cfg.cot_max_len_b >= 1, "--cot-max-len-b",
+                ">= 1 when --cot-max-len-a is 0", cfg.cot_max_len_b)
+        require(cfg.cot_samples_per_source >= 1, "--cot-samples-per-source", ">= 1",
+                cfg.cot_samples_per_source)
+        require(cfg.cot_mediator_steps >= 1, "--cot-mediator-steps", ">= 1", cfg.cot_mediator_steps)
+        require(cfg.cot_mediator_warmup_updates >= 0, "--cot-mediator-warmup-updates", ">= 0",
+                cfg.cot_mediator_warmup_updates)
+        require(0 <= cfg.cot_gamma <= 1, "--cot-gamma", "in [0, 1]", cfg.cot_gamma)
+        self.sentence_avg = cfg.sentence_avg
         self.pi = pi
-        self.max_len_a, self.max_len_b = cot_max_len_a, cot_max_len_b
-        self.samples_per_source = cot_samples_per_source
-        self.mediator_steps = cot_mediator_steps
+        self.max_len_a, self.max_len_b = cfg.cot_max_len_a, cfg.cot_max_len_b
+        self.samples_per_source = cfg.cot_samples_per_source
+        self.mediator_steps = cfg.cot_mediator_steps
+        self.mediator_warmup_updates = cfg.cot_mediator_warmup_updates
+        self.gamma = cfg.cot_gamma
         dictionary = task.target_dictionary
         self.eos = dictionary.eos()
         self.banned = banned_symbols(dictionary)
-        self.seed = seed
+        self.seed = cfg.seed
         self.follow_update_count(task)
 
     def forward(self, model, sample, reduce=True):
@@ -92,7 +108,7 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
         mediator_loss = (self.pi * terms["mediator_nll_data"].sum()
                          + (1 - self.pi) * terms["mediator_nll_samples"].sum())
         generator_weight = 2 * (1 - self.pi) if self.is_generator_update(model) else 0.0
-        loss = mediator_loss + generator_weight * terms["generator_kl"].sum()
+        loss = mediator_loss + generator_weight * self.generator_loss(terms).sum()
         nsentences = data_target.size(0)
         sample_size = nsentences if self.sentence_avg else sample["ntokens"]
         logging_output = {
@@ -125,8 +141,10 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
                        estimate=True):
         """Per-sequence terms [B] and [S]: mediator NLL of data and samples,
         the generator's stepwise KL to the (detached) mediator along its
-        samples, log-probabilities of the samples and, with `estimate`, the
-        generator's NLL of the data (for the JS estimate)."""
+        samples, the zero-valued surrogate of its score-function term (from the
+        same forward: see `generator_loss`), log-probabilities of the samples
+        and, with `estimate`, the generator's NLL of the data (for the JS
+        estimate)."""
         data_mask = data_target.ne(self.padding_idx)
         sample_input = self.teacher_forcing_input(data_input, samples)
         sample_mask = samples.ne(self.padding_idx)
@@ -136,10 +154,12 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
             masked_log_softmax(logits, self.banned)
             for logits in self.mediator_logits(mediator, data_input, sample_input))
         generator_samples = masked_log_softmax(generator(**sample_input)[0], self.banned)
+        step_kls = step_kl(generator_samples, mediator_samples.detach())  # [S, T]
         terms = {
             "mediator_nll_data": -token_log_probs(mediator_data, data_target, data_mask),
             "mediator_nll_samples": -token_log_probs(mediator_samples, samples, sample_mask),
-            "generator_kl": stepwise_kl(generator_samples, mediator_samples.detach(), drawn),
+            "generator_kl": (step_kls * drawn).sum(-1),
+            "generator_score": score_function_surrogate(step_kls, generator_samples, samples, drawn),
             "generator_log_prob_samples": token_log_probs(generator_samples.detach(), samples, drawn),
             "mediator_log_prob_samples": token_log_probs(mediator_samples.detach(), samples, drawn),
         }
@@ -148,6 +168,24 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
                 generator_data = masked_log_softmax(generator(**data_input)[0], self.banned)
             terms["generator_nll_data"] = -token_log_probs(generator_data, data_target, data_mask)
         return terms
+
+    def generator_loss(self, terms):
+        """Per sample, the generator's loss, whose gradient is CoT's estimator
+        (Lu et al., ICML 2019)
+
+            grad J_g^gamma = E_{s~G} sum_t grad[gamma sg(L(s_t)) log G(s_t) + L(s_t)],
+
+        L(s_t) = KL_t = pi_g(s_<t)^T (log pi_g(s_<t) - log pi_m(s_<t)) the step's
+        KL, s_t the prefix. Summed over t, the prefix log-probabilities
+        log G(s_<t) = sum_{t'<t} log G(s_t' | s_<t') make each drawn token
+        carry the KL of the later steps, sum_{t>t'} sg(KL_t): with M fixed,
+        gamma = 1 is the exact gradient of KL[G||M] = E_G[sum_t KL_t] and
+        gamma = 0 CoT's practice, the pathwise term alone (see
+        score_function_surrogate). The surrogate is zero in value, so the
+        loss still reads as the KL whatever gamma."""
+        if self.gamma == 0:  # no score-function term to differentiate through
+            return terms["generator_kl"]
+        return terms["generator_kl"] + self.gamma * terms["generator_score"]
 
     def mediator_logits(self, mediator, data_input, sample_input):
         """The mediator's logits on the data and on the samples. Both hold the
@@ -168,7 +206,14 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
         return torch.arange(batch_size, device=device).repeat_interleave(self.samples_per_source)
 
     def is_generator_update(self, model):
-        return not model.training or self.num_updates % self.mediator_steps == 0
+        """Whether the generator term counts: always in validation; in
+        training after --cot-mediator-warmup-updates updates (the mediator
+        first catches up with a warm-started generator), then every
+        --cot-mediator-steps updates."""
+        if not model.training:
+            return True
+        return (self.num_updates >= self.mediator_warmup_updates
+                and self.num_updates % self.mediator_steps == 0)
 
     def draw_samples(self, generator, data_input, batch_size, rng):
         copies = self.samples_per_source

@@ -51,28 +51,38 @@ def read_captions(path):
     return captions
 
 
-def read_split(path, captions, features, limit):
-    """The split's images, each checked to have captions and features."""
+def tokenize_caption(caption):
+    """A caption Moses-tokenized (English, no escaping) and lower-cased."""
+    return tokenize(caption, "en").lower()
+
+
+def read_split(path, captions, features=None, limit=0):
+    """The split's images, each checked to have captions and (unless
+    ``features`` is None) features."""
     names = read_lines(path)
     for number, name in enumerate(names, 1):
         if name not in captions:
             raise TextFileError(f"{path}:{number}: image {name!r} has no caption in the captions file")
-        if name not in features:
+        if features is not None and name not in features:
             raise TextFileError(f"{path}:{number}: image {name!r} has no features in {features.path}")
     return names[:limit] if limit else names
+
+
+def read_splits(raw, captions, features=None, limit=0):
+    """{split: its images} from the standard split lists of ``raw``."""
+    return {split: read_split(raw / name, captions, features, limit) for split, name in SPLIT_LISTS.items()}
 
 
 def prepare(raw, dest, features_path, bpe_merges, limit):
     captions = read_captions(find_captions_file(raw))
     features = load_image_features(features_path)
-    splits = {split: read_split(raw / name, captions, features, limit)
-              for split, name in SPLIT_LISTS.items()}
+    splits = read_splits(raw, captions, features, limit)
     with folder_built_in_place_of(dest) as work:
         text = work / "text"
         text.mkdir()
         for split, images in splits.items():
             pairs = [(name, caption) for name in images for caption in captions[name]]
-            tokenized = [tokenize(caption, "en").lower()
+            tokenized = [tokenize_caption(caption)
                          for _, caption in tqdm(pairs, desc=f"tokenize {split}", unit=" captions")]
             write_lines(references_file(work, split), tokenized)
             write_lines(images_file(work, split), [name for name, _ in pairs])

@@ -10,8 +10,9 @@ systems are scored on the same drawn sets, so the interval of the difference
 
 The corpus score of a drawn set is recomputed from its items: by summing
 per-sentence sufficient statistics for BLEU, by averaging per-item values for
-ROUGE F1, by rerunning the whole metric for the COCO caption metrics (CIDEr's
-document frequencies then come from the references of the drawn items).
+ROUGE F1, as pycocoevalcap computes it on the drawn items for the COCO caption
+metrics (fairseq_ot/evaluation/caption_scoring.py; CIDEr's document
+frequencies then come from the references of the drawn items).
 
 ``paired_bootstrap_bleu`` reproduces ``sacrebleu REF -i CONTROL SYSTEM
 --paired-bs`` (checked with sacrebleu 2.6.0) to the last bit; the same draws give the
@@ -171,23 +172,6 @@ def mean_over_items(values, indices):
     (1 / |I|) * sum over i in I of values[i], with I the drawn ``indices``
     (repeats included); pass the values as a numpy array."""
     return float(np.mean(values[indices]))
-
-
-def caption_corpus_score(compute_score, references):
-    """A corpus score for ``paired_bootstrap`` over caption hypotheses, with
-    ``references[i]`` the list of reference captions of item i and
-    ``compute_score(gts, res)`` a pycocoevalcap-style corpus metric of
-    {key: [references]} and {key: [hypothesis]} returning a float, e.g.
-    ``lambda gts, res: Cider().compute_score(gts, res)[0]``.
-
-    Every drawn item gets its own key, so a repeated item counts as often as
-    it was drawn, in CIDEr's document frequencies too."""
-    def score(hypotheses, indices):
-        gts = {key: references[i] for key, i in enumerate(indices)}
-        res = {key: [hypotheses[i]] for key, i in enumerate(indices)}
-        return float(compute_score(gts, res))
-
-    return score
 
 
 def reference_streams(refs):

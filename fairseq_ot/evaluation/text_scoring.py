@@ -5,6 +5,10 @@ ROUGE-1/2/L F1 (rouge-score) for summarization.
 Hypotheses are read with exactly one per reference, BPE removed by
 ``fairseq-generate --post-process subword_nmt``, then Moses-detokenized
 (unless the corpus came pretokenized) and compared with the raw references.
+``paired_bootstraps`` compares two runs' outputs on the same references with
+95% paired bootstrap intervals (fairseq_ot/evaluation/bootstrap.py): BLEU's
+as sacrebleu --paired-bs draws them, ROUGE's by resampling the per-item F1
+that the score averages.
 
     python -m fairseq_ot.evaluation.text_scoring {bleu,rouge} GENERATE_OUTPUT PREPARED_DIR \\
         [--split test] [--run-dir RUN_DIR --recipe NAME --criterion NAME]
@@ -15,12 +19,20 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
 import sacrebleu
 from rouge_score import rouge_scorer
 
 from fairseq_ot.data_prep.pipeline import read_prepared
 from fairseq_ot.data_prep.text_files import read_lines
 from fairseq_ot.data_prep.tokenize import detokenize
+from fairseq_ot.evaluation.bootstrap import (
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    mean_over_items,
+    paired_bootstrap,
+    paired_bootstrap_bleu,
+)
 from fairseq_ot.evaluation.generate_output import read_hypotheses
 from fairseq_ot.evaluation.scores import add_record_arguments, write_scores
 
@@ -34,19 +46,36 @@ def corpus_bleu(hypotheses, references):
     return sacrebleu.corpus_bleu(hypotheses, [references]).score
 
 
-def rouge_f1(hypotheses, reference_sets):
-    """Mean ROUGE-1/2/L F1 x 100 (Porter stemming); ``reference_sets[i]`` lists
-    the references of hypothesis i, and each hypothesis is scored against the
-    reference it matches best, separately per ROUGE type."""
+def rouge_item_f1(hypotheses, reference_sets):
+    """{ROUGE type: [F1 of each hypothesis]} (Porter stemming, on a 0-1
+    scale); ``reference_sets[i]`` lists the references of hypothesis i, and
+    each hypothesis is scored against the reference it matches best,
+    separately per ROUGE type."""
     if len(hypotheses) != len(reference_sets):
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(reference_sets)} references")
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
-    totals = dict.fromkeys(ROUGE_TYPES, 0.0)
+    f1 = {name: [] for name in ROUGE_TYPES}
     for hypothesis, references in zip(hypotheses, reference_sets):
         scores = [scorer.score(reference, hypothesis) for reference in references]
         for name in ROUGE_TYPES:
-            totals[name] += max(score[name].fmeasure for score in scores)
-    return {name: 100 * total / max(len(hypotheses), 1) for name, total in totals.items()}
+            f1[name].append(max(score[name].fmeasure for score in scores))
+    return f1
+
+
+def rouge_f1(hypotheses, reference_sets):
+    """Mean ROUGE-1/2/L F1 x 100 of ``rouge_item_f1``."""
+    item_f1 = rouge_item_f1(hypotheses, reference_sets)
+    return {name: 100 * sum(values) / max(len(hypotheses), 1) for name, values in item_f1.items()}
+
+
+def rouge_reference_sets(references):
+    """{metric-name suffix: the reference list of each hypothesis}: the
+    original reference alone, and with extra references all of them
+    ("_multiref"); ``references`` as ``prepared_hypotheses`` returns them."""
+    sets = {"": [[reference] for reference in references[0]]}
+    if len(references) > 1:
+        sets["_multiref"] = [list(refs) for refs in zip(*references)]
+    return sets
 
 
 def prepared_hypotheses(generate_output, prepared_dir, split):
@@ -71,11 +100,32 @@ def score(metric, generate_output, prepared_dir, split):
     hypotheses, references = prepared_hypotheses(generate_output, prepared_dir, split)
     if metric == "bleu":
         return {"sacrebleu": corpus_bleu(hypotheses, references[0])}, len(hypotheses)
-    metrics = {f"{name}_f1": value for name, value in rouge_f1(hypotheses, [[r] for r in references[0]]).items()}
-    if len(references) > 1:
-        multi = rouge_f1(hypotheses, [list(refs) for refs in zip(*references)])
-        metrics.update({f"{name}_f1_multiref": value for name, value in multi.items()})
+    metrics = {
+        f"{name}_f1{suffix}": value
+        for suffix, reference_sets in rouge_reference_sets(references).items()
+        for name, value in rouge_f1(hypotheses, reference_sets).items()
+    }
     return metrics, len(hypotheses)
+
+
+def paired_bootstraps(metric, system_output, control_output, prepared_dir, split,
+                      n_resamples=DEFAULT_RESAMPLES, seed=DEFAULT_SEED):
+    """{metric name: PairedBootstrap} of the system's minus the control's
+    score, each output read as ``score`` reads it: sacrebleu's BLEU (the
+    interval of ``sacrebleu REF -i CONTROL SYSTEM --paired-bs``'s draws), or
+    ROUGE F1 x 100 as the mean over test items of per-item F1."""
+    system, references = prepared_hypotheses(system_output, prepared_dir, split)
+    control, _ = prepared_hypotheses(control_output, prepared_dir, split)
+    if metric == "bleu":
+        return {"sacrebleu": paired_bootstrap_bleu(system, control, references[0], n_resamples, seed)}
+    intervals = {}
+    for suffix, reference_sets in rouge_reference_sets(references).items():
+        system_f1, control_f1 = rouge_item_f1(system, reference_sets), rouge_item_f1(control, reference_sets)
+        for name in ROUGE_TYPES:
+            intervals[f"{name}_f1{suffix}"] = paired_bootstrap(
+                mean_over_items, 100 * np.array(system_f1[name]), 100 * np.array(control_f1[name]),
+                n_resamples, seed)
+    return intervals
 
 
 def main(argv=None):

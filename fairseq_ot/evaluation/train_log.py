@@ -14,15 +14,23 @@ the log file, so epoch k's lines appear k times. A run restarted from a
 checkpoint appends to the same file and logs again the updates (and epochs)
 after that checkpoint; the restart replaces everything the earlier attempt
 logged from that point on, so each series keeps the values logged last.
+
+Each attempt also writes its configuration first, as a printed Python dict
+(``{'_name': None, 'common': {... 'seed': 1, ...}, ...}``), where the seed
+of the run is read.
 """
 
 import json
+import re
 from dataclasses import dataclass, field
 
 NUM_UPDATES = "num_updates"
 EPOCH_PREFIX = "train"
 # the order in which fairseq logs the kinds of line at one update
 TRAIN_INNER, VALIDATION, EPOCH = range(3)
+CONFIGURATION = "{'_name': "
+# the first 'seed' of the configuration is that of its first section, 'common'
+CONFIGURED_SEED = re.compile(r"'common': \{.*?'seed': (\d+)")
 
 
 @dataclass
@@ -33,6 +41,7 @@ class TrainLog:
     train_inner: dict = field(default_factory=dict)
     epochs: dict = field(default_factory=dict)
     validation: dict = field(default_factory=dict)  # subset -> series
+    seed: object = None  # int from the last configuration line, or None without one
 
     @property
     def num_updates(self):
@@ -92,37 +101,51 @@ def _unprefixed(stats, prefix):
     return {name[start:]: value for name, value in stats.items() if name.startswith(prefix + "_")}
 
 
-def _statistics(lines):
-    """The numeric content of each JSON object line."""
-    for line in lines:
-        if not line.startswith("{"):
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a Python dict printed by fairseq, e.g. the configuration
-        if isinstance(record, dict):
-            yield _numbers(record)
+def _configured_seed(line):
+    """The seed of a configuration line, or None for any other line."""
+    match = CONFIGURED_SEED.search(line) if line.startswith(CONFIGURATION) else None
+    return int(match[1]) if match else None
+
+
+def _statistics(line):
+    """The numeric content of a JSON object line, or None for another line."""
+    if not line.startswith("{"):
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None  # a Python dict printed by fairseq, e.g. the configuration
+    return _numbers(record) if isinstance(record, dict) else None
+
+
+def _add(log, stats):
+    """Put the statistics of one line into their series of ``log``."""
+    if NUM_UPDATES in stats:
+        kind, key, series = TRAIN_INNER, int(stats[NUM_UPDATES]), log.train_inner
+    else:
+        subset = _subset_of(stats)
+        if subset is None:
+            return
+        epoch = stats.get("epoch")
+        stats = _unprefixed(stats, subset)
+        if subset == EPOCH_PREFIX:
+            kind, key, series = EPOCH, int(epoch), log.epochs
+        else:
+            kind, key, series = VALIDATION, int(stats[NUM_UPDATES]), log.validation.setdefault(subset, {})
+    log.forget_after(stats[NUM_UPDATES], kind)
+    series.pop(key, None)  # a repeated line, or the same key logged again after a restart
+    series[key] = stats
 
 
 def parse_train_log(lines):
     log = TrainLog()
-    for stats in _statistics(lines):
-        if NUM_UPDATES in stats:
-            kind, key, series = TRAIN_INNER, int(stats[NUM_UPDATES]), log.train_inner
-        else:
-            subset = _subset_of(stats)
-            if subset is None:
-                continue
-            epoch = stats.get("epoch")
-            stats = _unprefixed(stats, subset)
-            if subset == EPOCH_PREFIX:
-                kind, key, series = EPOCH, int(epoch), log.epochs
-            else:
-                kind, key, series = VALIDATION, int(stats[NUM_UPDATES]), log.validation.setdefault(subset, {})
-        log.forget_after(stats[NUM_UPDATES], kind)
-        series.pop(key, None)  # a repeated line, or the same key logged again after a restart
-        series[key] = stats
+    for line in lines:
+        seed = _configured_seed(line)
+        if seed is not None:
+            log.seed = seed
+        stats = _statistics(line)
+        if stats is not None:
+            _add(log, stats)
     return log
 
 

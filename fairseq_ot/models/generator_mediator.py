@@ -4,19 +4,39 @@ fairseq's trainer owns one model and one optimizer: holding both networks in
 one module lets it update, checkpoint and distribute them together. Everything
 fairseq asks of a model outside the training criterion (forward, normalized
 probabilities, targets, maximum positions, generation) is the generator's, so
-`fairseq-generate` and `fairseq-interactive` see the generator alone."""
+`fairseq-generate` and `fairseq-interactive` see the generator alone.
 
+A plain fairseq checkpoint (an MLE model: keys without the `generator.` and
+`mediator.` prefixes) loads into the generator, a warm start; the mediator
+then starts as the model was told (`mediator_init`)."""
+
+import os
+
+import torch
+from fairseq import checkpoint_utils
 from fairseq.models import BaseFairseqModel
 from fairseq.tasks import TASK_REGISTRY
 
+from fairseq_ot.errors import FlagError
+
 GENERATOR, MEDIATOR = "generator", "mediator"
+# --mediator-init: besides these, the path of a plain checkpoint
+RANDOM_INIT, GENERATOR_INIT = "random", GENERATOR
 
 
 class GeneratorMediatorModel(BaseFairseqModel):
-    def __init__(self, generator, mediator):
+    # what named a warm start's plain checkpoint, for errors (the task sets the flag)
+    warm_start_source = "the plain checkpoint"
+
+    def __init__(self, generator, mediator, mediator_init=RANDOM_INIT):
+        """`mediator_init`: what the mediator starts from when a plain
+        checkpoint warm-starts the generator: `random` (as built),
+        `generator` (a copy of the loaded generator) or the path of a plain
+        checkpoint."""
         super().__init__()
         self.generator = generator
         self.mediator = mediator
+        self.mediator_init = mediator_init
         # for fairseq's composite optimizer (a learning rate per group)
         for group, module in ((GENERATOR, generator), (MEDIATOR, mediator)):
             for parameter in module.parameters():
@@ -44,6 +64,70 @@ class GeneratorMediatorModel(BaseFairseqModel):
     @property
     def decoder(self):
         return self.generator.decoder
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        """Both networks from a checkpoint of this model (a resume, or
+        generation); a plain fairseq checkpoint's model into the generator,
+        then the mediator's initialisation (a warm start: fairseq loads
+        `--finetune-from-model` only when the save dir has no
+        checkpoint_last.pt, so a resume never starts either network again)."""
+        if any(key.startswith((f"{GENERATOR}.", f"{MEDIATOR}.")) for key in state_dict):
+            return super().load_state_dict(state_dict, strict, model_cfg, args)
+        loaded = load_plain_state(self.generator, state_dict, model_cfg,
+                                  self.warm_start_source, "the checkpoint", GENERATOR)
+        self.initialise_mediator()
+        return loaded
+
+    def initialise_mediator(self):
+        """The mediator after a warm start: as built, a copy of the generator
+        (built with the generator's model arguments), or a plain checkpoint's model."""
+        if self.mediator_init == RANDOM_INIT:
+            return
+        source = f"--mediator-init {self.mediator_init}"
+        if self.mediator_init == GENERATOR_INIT:
+            load_plain_state(self.mediator, self.generator.state_dict(), None, source,
+                             "the generator", MEDIATOR)
+            return
+        if not os.path.isfile(self.mediator_init):
+            raise FlagError(f"{source}: no such file (random, generator or a checkpoint)")
+        state = checkpoint_utils.load_checkpoint_to_cpu(self.mediator_init)
+        load_plain_state(self.mediator, state["model"], None, source, "the checkpoint", MEDIATOR)
+
+
+def load_plain_state(module, state_dict, model_cfg, source, origin, target):
+    """Load a fairseq model's `state_dict` into `module` as fairseq loads a
+    model (old checkpoints upgraded, LayerDrop layers pruned by `model_cfg`),
+    strictly. A key or shape that does not fit is a one-line FlagError
+    naming the first mismatch: `source` (the flag that named the weights),
+    `origin` (where they come from) and `target` (the network) phrase it."""
+    module.upgrade_state_dict(state_dict)
+    state_dict = checkpoint_utils.prune_state_dict(state_dict, model_cfg)
+    require_fit(state_dict, module.state_dict(), source, origin, target)
+    # the module's own load_state_dict would upgrade and prune a second time
+    return torch.nn.Module.load_state_dict(module, state_dict, strict=True)
+
+
+def require_fit(loaded, own, source, origin, target):
+    """Refuse `loaded` unless it has exactly the keys and shapes of `own`."""
+    missing = [key for key in own if key not in loaded]
+    if missing:
+        raise FlagError(f"{source}: the {target} has {first_of(missing)}, {origin} has not "
+                        "(another architecture)")
+    unexpected = [key for key in loaded if key not in own]
+    if unexpected:
+        raise FlagError(f"{source}: {origin} has {first_of(unexpected)}, the {target} has not "
+                        "(another architecture)")
+    for key, tensor in own.items():
+        if loaded[key].shape != tensor.shape:
+            raise FlagError(f"{source}: {key} has shape {list(loaded[key].shape)} in {origin}, "
+                            f"{list(tensor.shape)} in the {target} (another dictionary or "
+                            "architecture)")
+
+
+def first_of(keys):
+    """`a` or `a and 3 more`: one line however many keys differ."""
+    more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
+    return f"{keys[0]}{more}"
 
 
 def mediator_tasks():

@@ -20,12 +20,69 @@ def masked_log_softmax(logits: Tensor, banned=()) -> Tensor:
     return F.log_softmax(mask_banned(logits.float(), banned), dim=-1)
 
 
-def stepwise_kl(lprobs_p: Tensor, lprobs_q: Tensor, mask: Tensor) -> Tensor:
-    """sum_t [mask_t] sum_v p_t(v) (log p_t(v) - log q_t(v)) per sequence:
-    [B, T, V] finite log-probabilities (see token_prediction.BANNED_LOG_PROB) and a [B, T]
-    mask -> [B]."""
-    per_step = (lprobs_p.exp() * (lprobs_p - lprobs_q)).sum(-1)
-    return (per_step * mask).sum(-1)
+def step_kl(lprobs_p: Tensor, lprobs_q: Tensor) -> Tensor:
+    """KL[p_t || q_t] = sum_v p_t(v) (log p_t(v) - log q_t(v)) at every step:
+    [B, T, V] finite log-probabilities (see token_prediction.BANNED_LOG_PROB) -> [B, T].
+    A sequence's stepwise KL is the masked sum over t."""
+    return (lprobs_p.exp() * (lprobs_p - lprobs_q)).sum(-1)
+
+
+def score_function_surrogate(step_losses: Tensor, lprobs: Tensor, target: Tensor,
+                             mask: Tensor) -> Tensor:
+    """Score-function (REINFORCE) term, with reward-to-go, of the gradient of
+    an expected sum of per-step losses along sequences drawn from a model G.
+
+    For losses L_t(s_<t) of the prefix s_<t (and of G's parameters), the
+    exact gradient of E_{s~G}[sum_t L_t] is
+
+        grad E[sum_t L_t] = E_{s~G}[sum_t grad L_t + sum_t' R_t' grad log G(s_t' | s_<t')],
+        R_t' = sum_{t > t'} L_t,
+
+    because grad E_{s_<t}[L_t] = E[grad L_t + L_t grad log G(s_<t)] with
+    log G(s_<t) = sum_{t' < t} log G(s_t' | s_<t'): each drawn token carries
+    the losses of the later steps (the reward-to-go); its own step's loss,
+    whose prefix does not contain it, would add zero-mean noise only. Per
+    sequence, this returns the surrogate
+
+        sum_t' m_t' sg(R_t') (log G(s_t' | s_<t') - sg(log G(s_t' | s_<t'))),
+        R_t' = sum_{t > t'} m_t L_t,
+
+    zero in value, whose gradient averaged over samples of G is the second
+    term (sg: stop-gradient; m_t: the steps drawn from G, neither padding nor
+    a token forced by a length limit, which G did not choose).
+
+    Parameters
+    ----------
+    step_losses : Tensor, shape (B, T)
+        L_t of each step (e.g. `step_kl`); used as a constant.
+    lprobs : Tensor, shape (B, T, V)
+        G's log-probabilities at every step, with gradient.
+    target : LongTensor, shape (B, T)
+        the drawn tokens s_t.
+    mask : BoolTensor, shape (B, T)
+        m_t, the steps drawn from G.
+
+    Returns
+    -------
+    surrogate : Tensor, shape (B,)
+        zeros whose gradient is sum_t' m_t' R_t' grad log G(s_t' | s_<t').
+
+    References
+    ----------
+    Lu et al. (ICML 2019), "CoT: Cooperative Training for Generative Modeling
+    of Discrete Data": the estimator family
+    grad J_g^gamma = E_{s~G} sum_t grad[gamma sg(L(s_t)) log G(s_t) + L(s_t)]
+    with s_t the prefix; gamma = 1 is this surrogate plus the pathwise term.
+    Williams (1992), "Simple statistical gradient-following algorithms for
+    connectionist reinforcement learning", for the score function.
+    """
+    masked = (step_losses * mask).detach()
+    later = F.pad(masked[:, 1:], (0, 1))  # R_t' excludes step t' itself
+    to_go = later.flip(-1).cumsum(-1).flip(-1)
+    token_lprobs = lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    # log G - sg(log G): zero value, so the loss still reads as the KL
+    score = to_go * (token_lprobs - token_lprobs.detach())
+    return torch.where(mask, score, torch.zeros_like(score)).sum(-1)
 
 
 def token_log_probs(lprobs: Tensor, target: Tensor, mask: Tensor) -> Tensor:

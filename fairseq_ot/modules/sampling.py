@@ -26,11 +26,14 @@ def evaluation_mode(module):
 
 
 def ancestral_sample(model, length_limits: Tensor, eos: int, pad: int, banned=(), encoder_input=None,
-                     generator=None):
+                     generator=None, temperature=1.0):
     """Sample one sequence per entry of `length_limits` [B] (maximum number of
     tokens, EOS included) from a fairseq encoder-decoder (`encoder_input` =
     dict(src_tokens, src_lengths), one row per sample) or language model,
-    drawing from the torch.Generator `generator` (the global one if None).
+    drawing from the torch.Generator `generator` (the global one if None),
+    each token from softmax(logits / `temperature`) over the symbols not
+    `banned` (the default 1.0 divides by one: the model's own distribution,
+    bit for bit).
 
     Returns tokens [B, L] (the sampled targets, EOS-terminated, right-padded)
     and a mask [B, L] of the positions where the length limit put EOS: these
@@ -46,7 +49,7 @@ def ancestral_sample(model, length_limits: Tensor, eos: int, pad: int, banned=()
     incremental_state = {}
     for step in range(int(length_limits.max())):
         logits = model.decoder(prefix, encoder_out=encoder_out, incremental_state=incremental_state)[0]
-        token = predict_tokens(logits[:, -1], "sample", banned, generator)
+        token = predict_tokens(logits[:, -1] / temperature, "sample", banned, generator)
         # the last allowed position ends the sequence whatever was drawn there
         at_limit = ~finished & (length_limits == step + 1)
         token = torch.where(at_limit, eos, token)

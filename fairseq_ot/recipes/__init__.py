@@ -6,6 +6,11 @@ A recipe is a folder ``NAME/`` beside this file (shipped with the package) holdi
 - ``train.args``: the flags every criterion shares (model, optimizer, batching);
 - ``criterion_CRITERION.args``: the flags of one criterion on this recipe
   (``--criterion`` itself, its options, a different ``--task`` for ``cot``).
+  A second setting of a criterion is a variant ``criterion_CRITERION_VARIANT.args``
+  (``criterion_gjs_mediator_pi025.args`` holds ``--criterion gjs``): wherever
+  a recipe's criterion is named (here, the run scripts, the hydra YAMLs) the
+  name is the file's, CRITERION or CRITERION_VARIANT; ``registered_criterion``
+  gives the fairseq criterion it trains.
 
 Each line holds shell words; ``#`` starts a comment. A criterion has a recipe
 only where its file exists, so an untried combination fails loudly.
@@ -68,6 +73,18 @@ def recipe_args(name, criterion):
             f"(it has: {', '.join(recipe_criterions(name))})"
         )
     return read_args_file(folder / "train.args") + read_args_file(criterion_file)
+
+
+def registered_criterion(name, criterion):
+    """The fairseq criterion (``--criterion``) that recipe ``name`` trains
+    under the name ``criterion``: the name itself or, for a variant, its
+    first part; ValueError when the file's ``--criterion`` is neither."""
+    args = recipe_args(name, criterion)
+    registered = [args[i + 1] for i, word in enumerate(args[:-1]) if word == "--criterion"]
+    if not registered or not (criterion == registered[-1] or criterion.startswith(registered[-1] + "_")):
+        raise ValueError(f"{RECIPES_DIR / name}/criterion_{criterion}.args: --criterion must be "
+                         f"{criterion!r} or the start of it followed by _VARIANT, got {registered}")
+    return registered[-1]
 
 
 def recipe_task(name, criterion):

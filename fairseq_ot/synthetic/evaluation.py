@@ -12,29 +12,12 @@ Both are in nats over the 20 word positions: the paper's sequences have no
 EOS, so the prediction of fairseq's final EOS is left out."""
 
 import torch
-from fairseq import checkpoint_utils
 from fairseq.data import data_utils
 
-from fairseq_ot.modules.sampling import ancestral_sample, evaluation_mode
+from fairseq_ot.evaluation.lm_sampling import sample_batches, summed_nll
+from fairseq_ot.modules.sampling import evaluation_mode
 from fairseq_ot.synthetic.lm_data import fairseq_to_oracle_ids, oracle_id_table
 from fairseq_ot.synthetic.oracle import SEQUENCE_LENGTH
-
-
-def load_generator(checkpoint_path, data_bin=None):
-    """(generator in eval mode, its dictionary, the updates that trained it,
-    fairseq's cumulative training seconds at the save) from a checkpoint of a
-    language-modeling or mediator task; the generator of a mediator task's
-    model, the model itself otherwise. `data_bin` overrides the data folder
-    recorded in the checkpoint."""
-    overrides = {"data": str(data_bin)} if data_bin is not None else None
-    state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint_path), overrides)
-    models, _, task = checkpoint_utils.load_model_ensemble_and_task(
-        [str(checkpoint_path)], arg_overrides=overrides, state=state
-    )
-    generator = getattr(models[0], "generator", models[0]).eval()
-    num_updates = state["optimizer_history"][-1]["num_updates"]
-    training_seconds = state["extra_state"]["previous_training_time"]
-    return generator, task.target_dictionary, num_updates, training_seconds
 
 
 def load_split_words(data_bin, split, dictionary, length=SEQUENCE_LENGTH):
@@ -59,14 +42,8 @@ def sample_words(generator, dictionary, n, length=SEQUENCE_LENGTH, batch_size=10
     generator, fairseq indices [n, length]. The special symbols are banned, so
     every draw is a word (the distribution renormalized over words) and the
     length limit `length + 1` puts the EOS, which is dropped, after them."""
-    batches = []
-    with evaluation_mode(generator):
-        for start in range(0, n, batch_size):
-            limits = torch.full((min(batch_size, n - start),), length + 1)
-            tokens, _ = ancestral_sample(generator, limits, dictionary.eos(), dictionary.pad(),
-                                         special_symbols(dictionary))
-            batches.append(tokens[:, :length])
-    return torch.cat(batches)
+    return torch.cat([tokens[:, :length] for tokens, _ in sample_batches(
+        generator, dictionary, n, length + 1, banned=special_symbols(dictionary), batch_size=batch_size)])
 
 
 def nll_oracle(generator, dictionary, oracle, n, length=SEQUENCE_LENGTH, batch_size=1000):
@@ -85,8 +62,8 @@ def nll_test(generator, dictionary, words, batch_size=1000):
     with evaluation_mode(generator):
         for batch in words.split(batch_size):
             start = torch.full_like(batch[:, :1], dictionary.eos())
-            net_output = generator(torch.cat([start, batch[:, :-1]], dim=1))
-            log_probs = generator.get_normalized_probs(net_output, log_probs=True)
-            total -= log_probs.gather(2, batch.unsqueeze(2)).double().sum().item()
-            count += batch.numel()
+            batch_total, batch_count = summed_nll(generator, torch.cat([start, batch[:, :-1]], dim=1), batch,
+                                                  dictionary.pad())
+            total += batch_total
+            count += batch_count
     return total / count

@@ -1,0 +1,183 @@
+"""The quality-diversity trade-off of unconditional language models over the
+softmax temperature (Caccia et al., ICLR 2020, "Language GANs Falling
+Short"): for each run (one method) and each temperature T, sample --num
+sentences (fairseq_ot/evaluation/lm_sampling.py), score BLEU-5 against the
+test sentences and Self-BLEU-5 among the samples
+(fairseq_ot/evaluation/generation_metrics.py), and record the method's
+NLL_test (nats per token of the test sentences, teacher-forced, EOS
+counted, padding never).
+
+    python scripts/sweep_temperature.py RUNS/mle RUNS/cot ... --data DATA_BIN \\
+        --out sweep.png [--temperatures 0.6 0.7 0.8 0.9 1.0 1.1 1.2 1.4] \\
+        [--num 1000] [--seed 1] [--checkpoint checkpoint_last.pt]
+
+A run is a folder with checkpoints/CHECKPOINT (the method is its name);
+DATA_BIN the prepared folder (dict.txt, test.{bin,idx} and test.txt, the
+references; valid.txt for the real-data point). Writes the plot (--out:
+left, BLEU-5 up against Self-BLEU-5 across, one curve per method through its
+temperatures, better to the upper left, with the real-data point: --num
+validation sentences scored as the samples are; right, NLL_test per method),
+the table (--json, default OUT with .json) and the samples
+(OUT_samples/METHOD_tT.txt).
+"""
+
+import argparse
+import json
+import logging
+import random
+from pathlib import Path
+
+# importing fairseq (the plugin's cli package does) sets the root logger to
+# DEBUG; matplotlib would then log every font lookup
+logging.getLogger().setLevel(logging.WARNING)
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from fairseq_ot.data_prep.caption_lm import TOKENIZER, text_file
+from fairseq_ot.data_prep.text_files import TextFileError, read_lines, write_lines
+from fairseq_ot.errors import FlagError, print_one_line
+from fairseq_ot.evaluation.files import write_atomically
+from fairseq_ot.evaluation.generation_metrics import SMOOTHING, UndefinedScoreError, generation_scores
+from fairseq_ot.evaluation.lm_sampling import (
+    load_generator,
+    require_checkpoint,
+    require_temperature,
+    sample_sentences,
+    split_nll,
+)
+
+DEFAULT_TEMPERATURES = (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4)
+REAL = "real (valid captions)"
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
+                        help="run folders, one per method, each with checkpoints/CHECKPOINT")
+    parser.add_argument("--data", type=Path, required=True, help="prepared caption_lm folder (DATA_BIN)")
+    parser.add_argument("--out", type=Path, required=True, help="the plot (PNG)")
+    parser.add_argument("--json", type=Path, help="the table (default: --out with .json)")
+    parser.add_argument("--temperatures", type=float, nargs="+", default=list(DEFAULT_TEMPERATURES),
+                        help=f"softmax temperatures (default {' '.join(map(str, DEFAULT_TEMPERATURES))})")
+    parser.add_argument("--num", type=int, default=1000, help="sentences sampled per point (default 1000)")
+    parser.add_argument("--seed", type=int, default=1, help="sampling seed, the same at every point (default 1)")
+    parser.add_argument("--checkpoint", default="checkpoint_last.pt",
+                        help="checkpoint file of each run (default checkpoint_last.pt: every method "
+                             "after the recipe's same number of updates)")
+    return parser
+
+
+def check_args(args):
+    """FlagError for values no sweep can use."""
+    for temperature in args.temperatures:
+        require_temperature(temperature)
+    if args.num < 2:
+        raise FlagError(f"--num must be >= 2 (Self-BLEU needs two sentences), got {args.num}")
+    names = [run.name for run in args.runs]
+    if len(set(names)) < len(names):
+        raise FlagError(f"RUN_DIR names the methods and must differ: {' '.join(names)}")
+
+
+def read_sentences(path):
+    """Whitespace-split lines of a prepared text file."""
+    return [line.split() for line in read_lines(path)]
+
+
+def common_fields(args, n_ref, temperature):
+    """What every point of the table records besides its scores."""
+    return {"n_hyp": args.num, "n_ref": n_ref, "tokenizer": TOKENIZER, "smoothing": SMOOTHING,
+            "temperature": temperature, "seed": args.seed}
+
+
+def real_data_point(args, references):
+    """--num validation sentences (drawn with --seed) scored as samples are."""
+    valid = read_sentences(text_file(args.data, "valid"))
+    if args.num > len(valid):
+        raise FlagError(f"--num {args.num} exceeds the {len(valid)} validation sentences of the real-data point")
+    chosen = random.Random(args.seed).sample(valid, args.num)
+    return {"method": REAL, **common_fields(args, len(references), None),
+            **generation_scores(chosen, references)}
+
+
+def sweep_run(run, args, references, samples_dir):
+    """The points of one run: one per temperature."""
+    lm = load_generator(run / "checkpoints" / args.checkpoint, args.data)
+    nll, tokens = split_nll(lm, args.data, "test")
+    print(f"{run.name}: {lm.num_updates} updates, NLL_test {nll:.4f} nats/token over {tokens} tokens", flush=True)
+    points = []
+    for temperature in args.temperatures:
+        sentences, truncated = sample_sentences(lm, args.num, temperature, args.seed, progress=True)
+        write_lines(samples_dir / f"{run.name}_t{temperature:g}.txt", sentences)
+        scores = generation_scores([sentence.split() for sentence in sentences], references)
+        points.append({"method": run.name, "checkpoint": str(run / "checkpoints" / args.checkpoint),
+                       "updates": lm.num_updates, **common_fields(args, len(references), temperature),
+                       "max_tokens": lm.tokens_per_sample, "n_cut_at_max_tokens": truncated,
+                       "nll_test": nll, "nll_test_tokens": tokens, **scores})
+        print(f"  T {temperature:g}: BLEU-5 {scores['bleu5']:.4f} Self-BLEU-5 {scores['self_bleu5']:.4f}",
+              flush=True)
+    return points
+
+
+def plot_sweep(points, path):
+    """Left: BLEU-5 against Self-BLEU-5, a curve per method through its
+    temperatures (labelled), the real-data point as a star; right: NLL_test."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [2, 1]})
+    methods = list(dict.fromkeys(point["method"] for point in points if point["method"] != REAL))
+    for method in methods:
+        curve = sorted((p for p in points if p["method"] == method), key=lambda p: p["temperature"])
+        xs, ys = [p["self_bleu5"] for p in curve], [p["bleu5"] for p in curve]
+        left.plot(xs, ys, marker="o", label=method)
+        for x, y, point in zip(xs, ys, curve):
+            left.annotate(f"{point['temperature']:g}", (x, y), fontsize=7, xytext=(3, 3),
+                          textcoords="offset points")
+    for point in points:
+        if point["method"] == REAL:
+            left.plot(point["self_bleu5"], point["bleu5"], marker="*", markersize=14, color="black",
+                      linestyle="none", label=REAL)
+    left.set_xlabel("Self-BLEU-5 (lower: more diverse)")
+    left.set_ylabel("BLEU-5 against the test captions (higher: better quality)")
+    left.set_title("quality against diversity over the temperature T")
+    left.legend(fontsize=8)
+    nlls = [next(p["nll_test"] for p in points if p["method"] == method) for method in methods]
+    right.bar_label(right.bar(range(len(methods)), nlls), fmt="%.3f", fontsize=8)
+    right.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
+    right.set_ylabel("NLL_test (nats per token, EOS counted)")
+    right.set_ylim(min(nlls) * 0.95 if nlls else 0, max(nlls) * 1.02 if nlls else 1)
+    right.set_title("held-out NLL")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def sweep(args):
+    """Every point of the sweep, the samples written on the way."""
+    references = read_sentences(text_file(args.data, "test"))
+    samples_dir = args.out.parent / f"{args.out.stem}_samples"
+    points = [real_data_point(args, references)]
+    for run in args.runs:
+        points += sweep_run(run, args, references, samples_dir)
+    return points
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        check_args(args)
+        for run in args.runs:  # every checkpoint checked before the first is swept
+            require_checkpoint(run / "checkpoints" / args.checkpoint)
+        points = sweep(args)
+    except (FlagError, FileNotFoundError, TextFileError, UndefinedScoreError) as error:
+        print_one_line(error)
+        raise SystemExit(2) from None
+    json_path = args.json or args.out.with_suffix(".json")
+    write_atomically(json_path, json.dumps({"points": points}, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    plot_sweep(points, args.out)
+    print(f"wrote {json_path} and {args.out}")
+
+
+if __name__ == "__main__":
+    main()
