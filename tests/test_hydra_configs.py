@@ -15,14 +15,9 @@ from fairseq_ot.hydra_configs import (
     compose_config,
     hydra_config_path,
 )
-from fairseq_ot.recipes import RECIPES_DIR, recipe_args, recipe_criterions
+from fairseq_ot.recipes import all_recipe_criterions, recipe_args
 
-RECIPE_CRITERIONS = [
-    (folder.name, criterion)
-    for folder in sorted(RECIPES_DIR.glob("*"))
-    if (folder / "train.args").is_file()
-    for criterion in recipe_criterions(folder.name)
-]
+RECIPE_CRITERIONS = all_recipe_criterions()
 
 
 @pytest.mark.parametrize("recipe,criterion", RECIPE_CRITERIONS)

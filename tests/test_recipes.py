@@ -2,22 +2,16 @@ import pytest
 from fairseq import options
 
 from fairseq_ot.recipes import (
-    RECIPES_DIR,
+    all_recipe_criterions,
     read_args_file,
     recipe_args,
-    recipe_criterions,
     recipe_task,
     registered_criterion,
 )
 
 from conftest import USER_DIR
 
-RECIPE_CRITERIONS = [
-    (folder.name, criterion)
-    for folder in sorted(RECIPES_DIR.glob("*"))
-    if (folder / "train.args").is_file()
-    for criterion in recipe_criterions(folder.name)
-]
+RECIPE_CRITERIONS = all_recipe_criterions()
 
 
 def test_every_recipe_has_criterions():

@@ -24,7 +24,7 @@ from fairseq_ot.evaluation.train_log import curve, parse_train_log, read_train_l
 
 from captioning_data import KINDS
 from conftest import TINY_TRANSFORMER, USER_DIR, load_script, run_cli
-from text_corpora import EN_DE, script_main, write_generated_multi30k, write_lines
+from text_corpora import EN_DE, prepare_generated_multi30k, script_main, write_lines
 
 MLE = "label_smoothed_cross_entropy"
 
@@ -357,11 +357,7 @@ def scored_run(folder, prepared, criterion, hypotheses, *, flags=(), logged_seed
 
 @pytest.fixture(scope="module")
 def prepared_multi30k(tmp_path_factory):
-    root = tmp_path_factory.mktemp("paired_multi30k")
-    raw = write_generated_multi30k(root / "raw")
-    script_main("prepare_multi30k")(["--raw-dir", str(raw), "--out-dir", str(root / "prepared"),
-                                     "--bpe-merges", "200"])
-    return root / "prepared"
+    return prepare_generated_multi30k(tmp_path_factory.mktemp("paired_multi30k"))
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from fairseq_ot.evaluation.generate_output import HypothesisCountError
 from fairseq_ot.evaluation.text_scoring import corpus_bleu, rouge_f1, score
 
 from conftest import TINY_TRANSFORMER, load_script
-from text_corpora import script_main, write_generated_aeslc, write_generated_multi30k
+from text_corpora import prepare_generated_multi30k, script_main, write_generated_aeslc
 
 
 def test_bleu_of_hand_counted_ngrams():
@@ -38,11 +38,7 @@ def test_rouge_of_hand_counted_overlaps():
 
 @pytest.fixture(scope="module")
 def prepared_multi30k(tmp_path_factory):
-    root = tmp_path_factory.mktemp("score_multi30k")
-    raw = write_generated_multi30k(root / "raw")
-    script_main("prepare_multi30k")(["--raw-dir", str(raw), "--out-dir", str(root / "prepared"),
-                                     "--bpe-merges", "200"])
-    return root / "prepared"
+    return prepare_generated_multi30k(tmp_path_factory.mktemp("score_multi30k"))
 
 
 def write_generate_output(path, hypotheses, ids):

@@ -93,3 +93,12 @@ def files_state(folder):
         str(path.relative_to(folder)): (path.stat().st_mtime_ns, path.read_bytes())
         for path in sorted(Path(folder).rglob("*")) if path.is_file()
     }
+
+
+def prepare_generated_multi30k(root):
+    """The generated Multi30k-layout corpus under ``root``, prepared by
+    scripts/prepare_multi30k.py with 200 BPE merges; returns the prepared folder."""
+    raw = write_generated_multi30k(root / "raw")
+    script_main("prepare_multi30k")(["--raw-dir", str(raw), "--out-dir", str(root / "prepared"),
+                                     "--bpe-merges", "200"])
+    return root / "prepared"

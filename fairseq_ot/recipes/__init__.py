@@ -60,6 +60,12 @@ def recipe_criterions(name):
     return sorted(p.name[len("criterion_"):-len(".args")] for p in folder.glob("criterion_*.args"))
 
 
+def all_recipe_criterions():
+    """(recipe, criterion) of every flag file of every recipe."""
+    return [(folder.name, criterion) for folder in sorted(RECIPES_DIR.glob("*"))
+            if (folder / "train.args").is_file() for criterion in recipe_criterions(folder.name)]
+
+
 def recipe_args(name, criterion):
     """fairseq-train flags (without DATA) of recipe ``name`` with ``criterion``."""
     folder = RECIPES_DIR / name
