@@ -77,6 +77,8 @@ def violations(path):
         target_layer = LAYERS.get(target_part, TOP)
         if target_layer > source_layer:
             yield f"{where}: layer {source_part} ({source_layer}) imports upward ({target_layer})"
+        if target_part == "cli" and source_part != "cli":
+            yield f"{where}: the command lines are the top; no library module imports them"
         if source_part == "criterions" and target_part == "tasks":
             yield f"{where}: a criterion checks the model it is given, never imports a task"
         if (source_part == "criterions" and not path.name == "__init__.py"

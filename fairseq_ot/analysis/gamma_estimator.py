@@ -35,7 +35,7 @@ import torch
 from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-from fairseq_ot.cli.synthetic_turing_test import GENERATOR_ARGS, MEDIATOR_ARGS
+from fairseq_ot.synthetic.flags import GENERATOR_ARGS, MEDIATOR_ARGS
 from fairseq_ot.modules.sampling import evaluation_mode
 from fairseq_ot.paths import USER_DIR
 from fairseq_ot.synthetic.evaluation import nll_oracle

@@ -47,13 +47,10 @@ from fairseq_ot.synthetic.evaluation import load_split_words, nll_oracle, nll_te
 from fairseq_ot.synthetic.lm_data import (
     build_oracle_lm_data, fairseq_to_oracle_ids, oracle_id_table,
 )
+from fairseq_ot.synthetic.flags import GENERATOR_ARGS, MEDIATOR_ARGS
 from fairseq_ot.synthetic.oracle import OracleLSTM
 
 METHODS = ("mle", "scheduled_sampling", "cot", "gjs_0.25", "gjs_0.5", "gjs_0.75")
-GENERATOR_ARGS = [
-    "--arch", "lstm_lm", "--decoder-embed-dim", "32", "--decoder-hidden-size", "32",
-    "--decoder-out-embed-dim", "32", "--decoder-layers", "1", "--dropout", "0",
-]
 TRAINING_ARGS = [
     "--sample-break-mode", "eos", "--tokens-per-sample", "32", "--batch-size", "64",
     "--optimizer", "adam", "--adam-betas", "(0.9, 0.95)", "--lr", "1e-3",
@@ -61,12 +58,6 @@ TRAINING_ARGS = [
     "--log-format", "json", "--log-interval", "50", "--seed", "1",
     # a data-loading process per run would compete for the same 2 cores
     "--num-workers", "0",
-]
-MEDIATOR_ARGS = [
-    "--task", "mediator_language_modeling", "--mediator-arch", "lstm_lm",
-    "--mediator-embed-dim", "64", "--mediator-hidden-dim", "64", "--mediator-dropout", "0.1",
-    # 20 words and EOS: samples as long as the data
-    "--cot-max-len-b", "21", "--ddp-backend", "legacy_ddp",
 ]
 # Updates per minute measured with two runs sharing the 2 (busy) cores of the
 # development machine (commit a3c7d59). They set the checkpoint interval and
