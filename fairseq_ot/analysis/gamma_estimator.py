@@ -92,7 +92,7 @@ def estimator_gradients(criterion, model, data_sample, num_batches, seed):
         for _ in range(num_batches):
             samples, forced = criterion.draw_samples(model.generator, net_input, target.size(0), rng)
             terms = criterion.sequence_terms(model.generator, model.mediator, net_input, target,
-                                             samples, forced, estimate=False)
+                                             samples, forced, estimate=False, score=True)
             kl = terms["generator_kl"].mean()
             g0 = flat_gradient(kl, parameters, retain_graph=True).double()
             score = flat_gradient(terms["generator_score"].mean(), parameters).double()

@@ -138,11 +138,12 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
         return loss, sample_size, logging_output
 
     def sequence_terms(self, generator, mediator, data_input, data_target, samples, forced,
-                       estimate=True):
+                       estimate=True, score=None):
         """Per-sequence terms [B] and [S]: mediator NLL of data and samples,
         the generator's stepwise KL to the (detached) mediator along its
-        samples, the zero-valued surrogate of its score-function term (from the
-        same forward: see `generator_loss`), log-probabilities of the samples
+        samples, with `score` (default: --cot-gamma above 0) the zero-valued
+        surrogate of its score-function term (from the same forward: see
+        `generator_loss`), log-probabilities of the samples
         and, with `estimate`, the generator's NLL of the data (for the JS
         estimate)."""
         data_mask = data_target.ne(self.padding_idx)
@@ -159,10 +160,11 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
             "mediator_nll_data": -token_log_probs(mediator_data, data_target, data_mask),
             "mediator_nll_samples": -token_log_probs(mediator_samples, samples, sample_mask),
             "generator_kl": (step_kls * drawn).sum(-1),
-            "generator_score": score_function_surrogate(step_kls, generator_samples, samples, drawn),
             "generator_log_prob_samples": token_log_probs(generator_samples.detach(), samples, drawn),
             "mediator_log_prob_samples": token_log_probs(mediator_samples.detach(), samples, drawn),
         }
+        if (self.gamma > 0) if score is None else score:  # unused at gamma 0: not built
+            terms["generator_score"] = score_function_surrogate(step_kls, generator_samples, samples, drawn)
         if estimate:
             with torch.no_grad():
                 generator_data = masked_log_softmax(generator(**data_input)[0], self.banned)
@@ -183,7 +185,7 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
         gamma = 0 CoT's practice, the pathwise term alone (see
         score_function_surrogate). The surrogate is zero in value, so the
         loss still reads as the KL whatever gamma."""
-        if self.gamma == 0:  # no score-function term to differentiate through
+        if self.gamma == 0:
             return terms["generator_kl"]
         return terms["generator_kl"] + self.gamma * terms["generator_score"]
 

@@ -25,18 +25,17 @@ RANDOM_INIT, GENERATOR_INIT = "random", GENERATOR
 
 
 class GeneratorMediatorModel(BaseFairseqModel):
-    # what named a warm start's plain checkpoint, for errors (the task sets the flag)
-    warm_start_source = "the plain checkpoint"
-
-    def __init__(self, generator, mediator, mediator_init=RANDOM_INIT):
+    def __init__(self, generator, mediator, mediator_init=RANDOM_INIT,
+                 warm_start_source="the plain checkpoint"):
         """`mediator_init`: what the mediator starts from when a plain
         checkpoint warm-starts the generator: `random` (as built),
         `generator` (a copy of the loaded generator) or the path of a plain
-        checkpoint."""
+        checkpoint; `warm_start_source` names that checkpoint in errors."""
         super().__init__()
         self.generator = generator
         self.mediator = mediator
         self.mediator_init = mediator_init
+        self.warm_start_source = warm_start_source
         # for fairseq's composite optimizer (a learning rate per group)
         for group, module in ((GENERATOR, generator), (MEDIATOR, mediator)):
             for parameter in module.parameters():

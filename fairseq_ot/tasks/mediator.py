@@ -149,10 +149,8 @@ class MediatorTaskMixin:
             self.state.merge_state_dict({MEDIATOR_ARGS: args})
         mediator_args = argparse.Namespace(**self.state.state_dict[MEDIATOR_ARGS])
         mediator = models.build_model(mediator_args, self)
-        model = GeneratorMediatorModel(generator, mediator, task_cfg.mediator_init)
-        if task_cfg.finetune_from_model:
-            model.warm_start_source = f"--finetune-from-model {task_cfg.finetune_from_model}"
-        return model
+        return GeneratorMediatorModel(generator, mediator, task_cfg.mediator_init,
+                                      f"--finetune-from-model {task_cfg.finetune_from_model}")
 
     def build_generator(self, models, args, **kwargs):
         generators = [getattr(m, "generator", m) for m in models]
