@@ -33,4 +33,7 @@ def require_weight(flag, value):
 def print_one_line(error):
     """`PROGRAM: error: MESSAGE` on stderr, as argparse reports a bad flag."""
     program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "fairseq"
-    print(f"{program}: error: {error}", file=sys.stderr, flush=True)
+    # one write, newline included: the ranks of a torchrun job print theirs
+    # to one stream at the same time
+    sys.stderr.write(f"{program}: error: {error}\n")
+    sys.stderr.flush()

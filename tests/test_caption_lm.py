@@ -7,6 +7,7 @@ sample / sweep command lines end to end, bad input included."""
 import gzip
 import json
 import math
+import shutil
 from collections import Counter
 
 import pytest
@@ -72,8 +73,7 @@ def test_split_by_image_and_tokenization_are_the_captioning_recipes(raw, data_bi
 def test_vocabulary_comes_from_training_captions_only(raw, data_bin):
     captions = flickr8k.read_captions(flickr8k.find_captions_file(raw))
     images = flickr8k.read_splits(raw, captions)["train"]
-    counts = Counter(word for name in images for caption in captions[name]
-                     for word in flickr8k.tokenize_caption(caption).split())
+    counts = Counter(word for name in images for caption in captions[name] for word in caption.split())
     dictionary = [line.split() for line in read(data_bin / "dict.txt")]
     assert {word: int(count) for word, count in dictionary} == {
         word: count for word, count in counts.items() if count >= caption_lm.MIN_COUNT}
@@ -111,6 +111,20 @@ def test_second_run_does_nothing_and_other_settings_are_refused(raw, data_bin, c
         prepare_caption_lm.main([str(raw), "--dest", str(data_bin), "--min-count", "2"])
 
 
+def test_a_caption_with_no_token_after_tokenization_is_a_one_line_error(raw, tmp_path):
+    damaged = shutil.copytree(raw, tmp_path / "raw")
+    captions = damaged / "Flickr8k.token.txt.gz"
+    lines = gzip.open(captions, "rt", encoding="utf-8").read().splitlines()
+    # Moses deletes control characters: the caption would be an EOS-only sentence
+    lines[4] = lines[4].split("\t")[0] + "\t\x01\x02"
+    with gzip.open(captions, "wt", encoding="utf-8") as out:
+        out.writelines(line + "\n" for line in lines)
+    with pytest.raises(SystemExit) as exit_:
+        prepare_caption_lm.main([str(damaged), "--dest", str(tmp_path / "out")])
+    assert str(exit_.value) == f"error: {captions}:5: no token left after tokenization: '\\x01\\x02'"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "flickr8k").is_dir(), reason=f"{SHARED_DATA / 'flickr8k'} is absent")
 def test_real_flickr8k_splits_and_lengths():
     raw_folder = SHARED_DATA / "flickr8k"
@@ -118,7 +132,7 @@ def test_real_flickr8k_splits_and_lengths():
     splits = flickr8k.read_splits(raw_folder, captions)
     assert {split: len(images) for split, images in splits.items()} == {"train": 6000, "valid": 1000, "test": 1000}
     assert not set(splits["train"]) & (set(splits["valid"]) | set(splits["test"]))
-    test = [flickr8k.tokenize_caption(c).split() for name in splits["test"] for c in captions[name]]
+    test = [caption.split() for name in splits["test"] for caption in captions[name]]
     kept, dropped = caption_lm.drop_long({"test": test}, caption_lm.MAX_TOKENS)
     assert (len(test), dropped["test"], max(map(len, kept["test"]))) == (5000, 2, 32)
 

@@ -110,11 +110,21 @@ def drop_tab(raw):
     gzip.open(raw / "Flickr8k.token.txt.gz", "wt").write("\n".join(lines))
 
 
+def control_characters_caption(raw):
+    import gzip
+
+    lines = gzip.open(raw / "Flickr8k.token.txt.gz", "rt").read().split("\n")
+    lines[3] = lines[3].split("\t")[0] + "\t\x01\x02"
+    gzip.open(raw / "Flickr8k.token.txt.gz", "wt").write("\n".join(lines))
+
+
 @pytest.mark.parametrize("damage,message", [
     (break_features, r"Flickr_8k.testImages.txt:11: image '1070_generated.jpg' has no features"),
     (break_bytes, r"Flickr8k.token.txt.gz:7: not UTF-8"),
     (insert_empty_line, r"Flickr_8k.devImages.txt:2: empty line"),
     (drop_tab, r"Flickr8k.token.txt.gz:4: expected IMAGE#N<TAB>caption"),
+    # Moses deletes control characters: the caption would be an EOS-only target
+    (control_characters_caption, r"Flickr8k.token.txt.gz:4: no token left after tokenization: '\\x01\\x02'$"),
 ])
 def test_bad_raw_input_names_file_and_line_and_leaves_nothing(raw_flickr, tmp_path, damage, message):
     raw = tmp_path / "raw"

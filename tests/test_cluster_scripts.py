@@ -1,8 +1,9 @@
 """scripts/cluster/: the torchrun launcher on its own, and the Slurm batch job
 submitted to a real one-node Slurm on localhost (tests/slurm_cluster.py): it
 trains on two processes, a job requeued mid-run resumes from checkpoint_last.pt
-instead of starting over, the warning signal before the time limit requeues
-the job, and a checkpoint_last.pt truncated by a kill is restored first."""
+instead of starting over and, requeued once finished, trains nothing, the
+warning signal before the time limit requeues the job, and a checkpoint_last.pt
+truncated by a kill is restored first."""
 
 import json
 import os
@@ -169,6 +170,20 @@ def test_requeued_job_resumes_from_checkpoint_last(slurm, toy_data_bin, tmp_path
     assert logged_updates(second) == list(range(resumed_at + 1, max_update + 1))
     assert checkpoint_updates(last) == max_update
 
+    # Requeued once finished (a pre-emption racing the job's end): nothing is
+    # trained, no checkpoint is rewritten.
+    checkpoints = run_dir / "checkpoints"
+    before = {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in checkpoints.iterdir()}
+    slurm.run("scontrol", "requeue", job)
+    assert slurm.job(job)["Restarts"] == "2"
+    final = slurm.wait_job(job, timeout=240)
+    output = run_dir.with_suffix(".out").read_text()
+    assert final["JobState"] == "COMPLETED", output
+    after_finish = output.split("start 2 on 1 node", 1)[1]
+    assert f"training is finished (update {max_update} of --max-update {max_update}): nothing to train" in after_finish
+    assert [start["records"] for start in log_records(run_dir)[2:]] == [[]]
+    assert {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in checkpoints.iterdir()} == before
+
 
 FAKE_SRUN = """#!/usr/bin/env bash
 # Stands in for srun: records its arguments, and runs until killed on the first start.
@@ -213,6 +228,10 @@ def test_usr1_before_the_time_limit_requeues_the_job(slurm, tmp_path, launcher, 
     assert all(re.fullmatch(rf"start \d: {step}", line) for line in starts), starts
 
 
+# launch.sh runs it so: the standard library alone (-S: not even site-packages)
+RESTORE_COMMAND = ("python", "-I", "-S", RESTORE)
+
+
 def test_truncated_checkpoint_last_is_restored_from_the_newest_intact(tmp_path):
     """A kill while fairseq copies checkpoint_last.pt leaves it truncated."""
     for name, updates in [("checkpoint_1_5.pt", 5), ("checkpoint_2_10.pt", 10), ("checkpoint_best.pt", 10)]:
@@ -222,15 +241,22 @@ def test_truncated_checkpoint_last_is_restored_from_the_newest_intact(tmp_path):
     (tmp_path / "checkpoint_best.pt").write_bytes(intact[: len(intact) // 2])  # the copy was cut short too
     (tmp_path / "checkpoint_last.pt").write_bytes(intact[:100])
 
-    _, output = run_cli("python", RESTORE, tmp_path)
-    assert "restored it from checkpoint_2_10.pt" in output
+    _, output = run_cli(*RESTORE_COMMAND, tmp_path)
+    [kept] = [path.name for path in tmp_path.glob("checkpoint_last.pt.damaged-*")]
+    assert output == (f"{tmp_path}/checkpoint_last.pt is truncated (a zip archive of 100 bytes whose end "
+                      f"is missing): kept it as {kept} and restored it from checkpoint_2_10.pt, the newest "
+                      "intact checkpoint\n")
+    assert (tmp_path / kept).read_bytes() == intact[:100]
     assert torch.load(tmp_path / "checkpoint_last.pt")["num_updates"] == 10
 
-    _, output = run_cli("python", RESTORE, tmp_path)  # intact now: left alone
+    _, output = run_cli(*RESTORE_COMMAND, tmp_path)  # intact now: left alone
     assert output == ""
 
 
 def test_checkpoint_last_with_no_intact_source_is_an_error(tmp_path):
     (tmp_path / "checkpoint_last.pt").write_bytes(b"PK\x03\x04 cut")
-    code, output = run_cli("python", RESTORE, tmp_path, check=False)
-    assert code == 1 and "holds no intact checkpoint" in output
+    code, output = run_cli(*RESTORE_COMMAND, tmp_path, check=False)
+    assert code == 1 and output == (
+        f"error: cannot resume from {tmp_path}/checkpoint_last.pt: it is truncated (a zip archive of "
+        f"8 bytes whose end is missing), and {tmp_path} holds no intact checkpoint\n")
+    assert [path.name for path in tmp_path.iterdir()] == ["checkpoint_last.pt"]

@@ -2,15 +2,21 @@
 weights in float16): every criterion's loss on one batch is finite and close
 to float32's, and the numerically delicate parts (OT solver, log-softmax and
 KL to the mediator, the GJS mixture) compute in float32 whatever they are fed.
-The fairseq-train runs with --memory-efficient-fp16 are in
+On CPU, --fp16 and --memory-efficient-fp16 skip an overflowing update and
+halve the loss scale as on a GPU (fairseq_ot/compat/cpu_fp16.py). The
+fairseq-train runs with --memory-efficient-fp16 are in
 test_data_parallel_and_resumption.py."""
 
 import math
 
 import pytest
 import torch
+from fairseq import options, tasks
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from fairseq.logging import metrics
+from fairseq.trainer import Trainer
 
-from conftest import build
+from conftest import TINY_TRANSFORMER, USER_DIR, build
 from criterion_flags import CRITERIA
 from fairseq_ot.criterions import mediator_objective
 from fairseq_ot.criterions import gjs as gjs_module
@@ -103,3 +109,53 @@ def test_mediator_kl_and_gjs_mixture_of_half_logits_are_computed_in_float32():
         assert js_half.dtype == torch.float32
         assert torch.equal(js_half, token_js_pi(lprobs.float(), target, 0.3, smoothing))
         assert bool(torch.isfinite(js_half).all())
+
+
+def train_on_cpu(data_bin, precision, init_scale, updates, skip=0):
+    """A fairseq Trainer in `precision` on CPU, fed the batches of the first
+    epoch after `skip` of them until it has made `updates` updates; returns
+    the trainer, the logging output of each update and the number of
+    batches it skipped."""
+    parser = options.get_training_parser()
+    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, [
+        str(data_bin), "--user-dir", USER_DIR, "--task", "translation", "--cpu",
+        *TINY_TRANSFORMER, "--dropout", "0", "--criterion", "label_smoothed_cross_entropy",
+        "--optimizer", "adam", "--lr", "0.003", "--max-tokens", "300", "--seed", "1",
+        precision, "--fp16-init-scale", str(init_scale),
+    ]))
+    task = tasks.setup_task(cfg.task)
+    torch.manual_seed(1)
+    trainer = Trainer(cfg, task, task.build_model(cfg.model), task.build_criterion(cfg.criterion))
+    batches = trainer.get_train_iterator(epoch=1).next_epoch_itr(shuffle=True)
+    logged, skipped = [], 0
+    with metrics.aggregate(new_root=True):
+        for index, sample in enumerate(batches):
+            if index < skip:
+                continue
+            output = trainer.train_step([sample])
+            if output is None:
+                skipped += 1
+            else:
+                logged.append(output)
+            if trainer.get_num_updates() == updates:
+                return trainer, logged, skipped
+    raise AssertionError(f"{updates} updates not reached in one epoch")
+
+
+@pytest.mark.parametrize("precision", ["--fp16", "--memory-efficient-fp16"])
+def test_an_overflow_on_cpu_halves_the_loss_scale_and_skips_the_update(toy_data_bin, precision):
+    # float16 cannot hold a loss scaled by 2**30: every batch overflows until
+    # the scale has been halved often enough
+    trainer, logged, skipped = train_on_cpu(toy_data_bin, precision, 2**30, updates=3)
+    assert skipped > 0 and len(logged) == 3
+    assert trainer.optimizer.scaler.loss_scale == 2**30 // 2**skipped
+    assert all(math.isfinite(output["loss"]) for output in logged)
+    # the skipped updates changed nothing but the scale: starting at the
+    # lowered scale on the batches after them trains identically
+    reference, expected, skipped_again = train_on_cpu(
+        toy_data_bin, precision, 2**30 // 2**skipped, updates=3, skip=skipped)
+    assert skipped_again == 0
+    assert [output["loss"] for output in logged] == [output["loss"] for output in expected]
+    for (name, found), wanted in zip(trainer.model.state_dict().items(),
+                                     reference.model.state_dict().values()):
+        assert torch.equal(found, wanted), name

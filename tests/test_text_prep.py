@@ -5,6 +5,8 @@ generated corpora always, the first lines of the real ones when
 import gzip
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 from fairseq.data import Dictionary, data_utils
@@ -136,6 +138,55 @@ def test_script_reports_bad_input_as_one_line_error(tmp_path):
         script_main("prepare_multi30k")(["--raw-dir", str(raw), "--out-dir", str(tmp_path / "out")])
     assert str(exit_.value) == f"error: {raw / 'val.de.gz'}:2: not UTF-8 (byte 0xff at column 1)"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+
+
+def damage_line(path, number, line):
+    lines = read_lines(path)
+    lines[number - 1] = line
+    write_lines(path, lines)
+
+
+# Moses deletes ASCII control characters: a line of them is not blank, yet no
+# token is left of it
+CONTROL_ONLY = "\x01\x02"
+
+
+@pytest.mark.parametrize("script,raw_file,number", [
+    ("prepare_multi30k", "train.en.gz", 7),
+    ("prepare_multi30k", "val.de.gz", 3),
+    ("prepare_aeslc", "train.email.gz", 7),
+    ("prepare_aeslc", "dev.subject.gz", 2),
+    ("prepare_aeslc", "test.ann1.gz", 4),
+])
+def test_a_line_with_no_token_after_tokenization_is_a_one_line_error(tmp_path, script, raw_file, number):
+    write_raw = write_generated_multi30k if script == "prepare_multi30k" else write_generated_aeslc
+    raw = write_raw(tmp_path / "raw", sizes=(20, 5, 5))
+    damage_line(raw / raw_file, number, CONTROL_ONLY)
+    with pytest.raises(SystemExit) as exit_:
+        script_main(script)(["--raw-dir", str(raw), "--out-dir", str(tmp_path / "out")])
+    assert str(exit_.value) == (
+        f"error: {raw / raw_file}:{number}: no token left after tokenization: {CONTROL_ONLY!r}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+
+
+def test_a_rerun_removes_the_partial_folders_of_its_own_output_left_by_dead_runs(tmp_path):
+    raw = write_generated_multi30k(tmp_path / "raw", sizes=(20, 5, 5))
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        # a run killed mid-way, a run still building the same output, and a
+        # dead run's folder for another output
+        planted = [f".out.partial-{dead.pid}", f".out.partial-{running.pid}", f".other.partial-{dead.pid}"]
+        for name in planted:
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "tok").write_text("half written")
+        script_main("prepare_multi30k")(["--raw-dir", str(raw), "--out-dir", str(tmp_path / "out"),
+                                         "--bpe-merges", "50"])
+    finally:
+        running.kill()
+        running.wait()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["raw", "out", *planted[1:]])
 
 
 def test_never_replaces_a_folder_it_did_not_make(tmp_path):

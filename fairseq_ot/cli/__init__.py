@@ -7,11 +7,15 @@ import logging
 import os
 import sys
 
-from fairseq_ot import compat  # importing the package registers the plugin
+from fairseq import options
+
+from fairseq_ot import checkpoint_files, compat  # importing the package registers the plugin
 from fairseq_ot.compat.one_line_errors import wrap_hydra_main
 
+logger = logging.getLogger(__name__)
 
-def _run(cli_module):
+
+def _run(cli_module, prepare=None):
     # fairseq_cli modules set fairseq's log format with basicConfig when
     # imported, a no-op once importing fairseq_ot has logged: set it here.
     logging.basicConfig(
@@ -21,11 +25,36 @@ def _run(cli_module):
         stream=sys.stdout,
         force=True,
     )
+    if prepare is not None:
+        prepare()
     importlib.import_module(f"fairseq_cli.{cli_module}").cli_main()
 
 
 def train():
-    _run("train")
+    _run("train", prepare=_restore_checkpoint_last)
+
+
+def _restore_checkpoint_last():
+    """fairseq resumes from SAVE_DIR/checkpoint_last.pt unless --restore-file
+    names another file: a damaged one (a job killed while fairseq copied it)
+    is kept aside and replaced by the newest intact checkpoint. Done by the
+    job's first process alone, before fairseq's distributed set-up, which
+    holds the other processes back until this one joins them."""
+    args = options.parse_args_and_arch(options.get_training_parser())
+    if args.restore_file != checkpoint_files.LAST or not _first_process(args):
+        return
+    restored = checkpoint_files.restore_checkpoint_last(args.save_dir)
+    if restored is not None:
+        logger.warning(restored)
+
+
+def _first_process(args):
+    """Whether this is the job's first process, before fairseq sets up its
+    ranks: torchrun says so in RANK, srun in SLURM_PROCID, else
+    --distributed-rank does (0 by default, also where fairseq spawns one
+    process per GPU from this one)."""
+    rank = os.environ.get("RANK", os.environ.get("SLURM_PROCID", args.distributed_rank))
+    return int(rank) == 0
 
 
 def generate():

@@ -2,27 +2,33 @@
 
 What it patches: torch's weights-only allow-list
 (`torch.serialization.add_safe_globals`), fairseq's
-`checkpoint_utils.load_checkpoint_to_cpu` (refusals explained in one line) and
-`distributed.utils._broadcast_object_slow` (fairseq 0.12.x).
+`checkpoint_utils.load_checkpoint_to_cpu` (refusals and damaged files explained
+in one line) and `distributed.utils._broadcast_object_slow` (fairseq 0.12.x).
 
 Why: fairseq 0.12 calls `torch.load` without `weights_only`, which torch >= 2.6
 treats as weights-only: fairseq's own checkpoints are then refused because
 they pickle an `argparse.Namespace` (and numpy arrays once `--eval-bleu`
 logs its n-gram counts). Rather than re-enable arbitrary unpickling, we
 allow-list exactly those classes; a checkpoint holding anything else is still
-refused, with a message that names the offending classes.
+refused, with a message that names the offending classes. A file that is no
+checkpoint at all (empty, truncated by a killed copy, corrupted, another
+file) failed with a bare EOFError or torch's zip reader's error after a long
+traceback: the same one line says which file and what is wrong with it.
 
 No longer needed when: fairseq saves checkpoints without pickled classes or
 loads them with an allow-list of its own (not in 0.12.x), or torch < 2.6."""
 
 import argparse
 import functools
+import os
 import pickle
 
 import numpy as np
 import torch
 from fairseq import checkpoint_utils
 from fairseq.distributed import utils as distributed_utils
+
+from fairseq_ot import checkpoint_files
 
 _numpy_multiarray = (getattr(np, "_core", None) or np.core).multiarray
 
@@ -80,11 +86,38 @@ def _explain_refusals(load):
     def guarded_load(path, *args, **kwargs):
         try:
             return load(path, *args, **kwargs)
-        except pickle.UnpicklingError as error:
-            raise UnsafeCheckpointError(_refusal_message(path, error)) from None
+        except Exception as error:
+            wrong = _what_is_wrong(path, error)
+            if wrong is not None:
+                raise checkpoint_files.DamagedCheckpointError(
+                    f"cannot load checkpoint {path}: it is {wrong}") from None
+            if isinstance(error, pickle.UnpicklingError):
+                raise UnsafeCheckpointError(_refusal_message(path, error)) from None
+            raise
 
     guarded_load._fairseq_ot_guarded = True
     return guarded_load
+
+
+def _what_is_wrong(path, error):
+    """Why the file at `path` is no fairseq checkpoint, completing "it is
+    ...", or None (a missing or remote file, or a sound checkpoint): then
+    fairseq's own error stands."""
+    if not os.path.isfile(path):
+        return None
+    wrong = checkpoint_files.damage(path, verify_data=True)
+    if wrong is not None or isinstance(error, pickle.UnpicklingError):
+        return wrong
+    # a sound archive, and no refusal: did fairseq fail on what it holds?
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    if not isinstance(state, dict):
+        return f"not a fairseq checkpoint (torch.save of a {type(state).__name__})"
+    if "model" not in state:
+        return "not a fairseq checkpoint (a dict without 'model')"
+    return None
 
 
 def _refusal_message(path, error):

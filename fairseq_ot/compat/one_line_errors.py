@@ -41,6 +41,10 @@ def install_excepthook(classes) -> None:
         if cause is None or hasattr(sys, "ps1") or sys.flags.interactive:
             previous(kind, error, traceback)
             return
+        # torch.distributed's excepthook (set by init_process_group, so under
+        # torchrun) calls this one with sys.stderr swapped for a buffer that
+        # it prints after this hook returns, which it never does
+        sys.stderr = sys.__stderr__
         print_one_line(cause)
         # SystemExit cannot set the status from inside an excepthook: run the
         # exit handlers (they stop data-loader workers and flush --log-file),

@@ -26,15 +26,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tqdm import tqdm
-
-from fairseq_ot.data_prep.flickr8k import (
-    SETTINGS_FILE,
-    find_captions_file,
-    read_captions,
-    read_splits,
-    tokenize_caption,
-)
+from fairseq_ot.data_prep.flickr8k import SETTINGS_FILE, find_captions_file, read_captions, read_splits
 from fairseq_ot.data_prep.text_files import folder_built_in_place_of, write_lines
 
 MIN_COUNT = 5
@@ -53,9 +45,7 @@ def tokenized_splits(raw):
     """{split: [token lists]} of every caption of the split's images, in the
     order of the split list and the captions file."""
     captions = read_captions(find_captions_file(raw))
-    return {split: [tokenize_caption(caption).split()
-                    for name in tqdm(images, desc=f"tokenize {split}", unit=" images")
-                    for caption in captions[name]]
+    return {split: [caption.split() for name in images for caption in captions[name]]
             for split, images in read_splits(raw, captions).items()}
 
 

@@ -23,6 +23,7 @@ from fairseq_ot.data_prep.text_files import (
     TextFileError,
     folder_built_in_place_of,
     read_lines,
+    tokenized_lines,
     write_lines,
 )
 from fairseq_ot.data_prep.tokenize import tokenize
@@ -40,15 +41,22 @@ def find_captions_file(raw):
 
 
 def read_captions(path):
-    """{image name: [captions]} from lines IMAGE#N<TAB>caption."""
-    captions = {}
+    """{image name: [captions, tokenized by tokenize_caption]} from lines
+    IMAGE#N<TAB>caption; the whole file is tokenized here, where a caption
+    left without a token can be reported with its line number."""
+    names, captions = [], []
     for number, line in enumerate(read_lines(path), 1):
         key, tab, caption = line.partition("\t")
         name, hash_sign, _ = key.partition("#")
-        if not tab or not hash_sign or not name or not caption.strip():
+        if not tab or not hash_sign or not name:
             raise TextFileError(f"{path}:{number}: expected IMAGE#N<TAB>caption, got {line[:80]!r}")
-        captions.setdefault(name, []).append(caption.strip())
-    return captions
+        names.append(name)
+        captions.append(caption)
+    by_image = {}
+    captions = tqdm(captions, desc="tokenize captions", unit=" captions")
+    for name, tokens in zip(names, tokenized_lines(path, captions, tokenize_caption)):
+        by_image.setdefault(name, []).append(tokens)
+    return by_image
 
 
 def tokenize_caption(caption):
@@ -82,9 +90,7 @@ def prepare(raw, dest, features_path, bpe_merges, limit):
         text.mkdir()
         for split, images in splits.items():
             pairs = [(name, caption) for name in images for caption in captions[name]]
-            tokenized = [tokenize_caption(caption)
-                         for _, caption in tqdm(pairs, desc=f"tokenize {split}", unit=" captions")]
-            write_lines(references_file(work, split), tokenized)
+            write_lines(references_file(work, split), [caption for _, caption in pairs])
             write_lines(images_file(work, split), [name for name, _ in pairs])
         print(f"learning {bpe_merges} BPE merges on the training captions", flush=True)
         codes = learn_joint_bpe_codes(read_lines(references_file(work, "train")), bpe_merges)

@@ -27,6 +27,7 @@ from fairseq_ot.data_prep.text_files import (
     TextFileError,
     folder_built_in_place_of,
     read_aligned,
+    tokenized_lines,
     write_lines,
 )
 from fairseq_ot.data_prep.tokenize import tokenize
@@ -93,34 +94,50 @@ def is_up_to_date(out_dir, splits, options):
 
 
 def _read_splits(splits, options):
-    """{split name: (sources, targets, [extra references])}, all checked before
-    any work is done; with ``held_out`` the train split also yields valid and test."""
+    """{split name: (tokenized sources, tokenized targets, raw targets, [raw
+    extra references])}, every file read, tokenized and checked before
+    anything is written, each file whole (so that errors give its line
+    numbers); with ``held_out`` the train split also yields valid and test."""
+    source_tokens = _tokenizer(options.moses_source, options, options.max_source_tokens)
+    target_tokens = _tokenizer(options.moses_target, options)
     texts = {}
     for split in splits:
         source, target, *extra = read_aligned([split.source, split.target, *split.extra_references])
-        texts[split.name] = (source, target, extra)
+        tokenized_source = _tokenized(split.source, source, source_tokens)
+        tokenized_target = _tokenized(split.target, target, target_tokens)
+        for path, reference in zip(split.extra_references, extra):
+            # checked only: extra references are kept raw, and scored as
+            # text like the targets
+            _tokenized(path, reference, target_tokens)
+        texts[split.name] = (tokenized_source, tokenized_target, target, extra)
     if options.held_out:
-        source, target, _ = texts.pop("train")
+        tokenized_source, tokenized_target, target, _ = texts.pop("train")
         n = options.held_out
-        if len(source) <= 2 * n:
-            raise TextFileError(f"--held-out {n} leaves no training pair out of {len(source)}")
-        texts["train"] = (source[: -2 * n], target[: -2 * n], [])
-        texts["valid"] = (source[-2 * n : -n], target[-2 * n : -n], [])
-        texts["test"] = (source[-n:], target[-n:], [])
+        if len(target) <= 2 * n:
+            raise TextFileError(f"--held-out {n} leaves no training pair out of {len(target)}")
+        for name, part in (("train", slice(None, -2 * n)), ("valid", slice(-2 * n, -n)),
+                           ("test", slice(-n, None))):
+            texts[name] = (tokenized_source[part], tokenized_target[part], target[part], [])
     return texts
 
 
-def _tokenized(lines, lang, options, description, max_tokens=0):
-    out = []
-    for line in _progress(lines, description):
+def _tokenizer(lang, options, max_tokens=0):
+    """The function from a raw line of language ``lang`` to its tokens, joined
+    by spaces, the first ``max_tokens`` of them (0: all)."""
+    def tokenize_line(line):
         if max_tokens:
             # Moses never merges whitespace-separated words, so the first
             # max_tokens tokens come from the first max_tokens words: cutting
             # the raw line first only saves time on very long e-mails
             line = " ".join(line.split()[:max_tokens])
         tokens = line.split() if options.pretokenized else tokenize(line, lang).split()
-        out.append(" ".join(tokens[:max_tokens] if max_tokens else tokens))
-    return out
+        return " ".join(tokens[:max_tokens] if max_tokens else tokens)
+
+    return tokenize_line
+
+
+def _tokenized(path, lines, tokenize_line):
+    return tokenized_lines(path, _progress(lines, f"tokenize {Path(path).name}"), tokenize_line)
 
 
 def _binarize(work, options, split_names):
@@ -138,15 +155,11 @@ def _binarize(work, options, split_names):
 
 def _build(work, splits, options):
     src, tgt = options.source_lang, options.target_lang
-    _say("reading and checking raw files")
+    _say("reading, tokenizing and checking raw files")
     texts = _read_splits(splits, options)
     tokenized = {}
-    for name, (sources, targets, extra) in texts.items():
-        tokenized[name] = (
-            _tokenized(sources, options.moses_source, options, f"tokenize {name}.{src}",
-                       options.max_source_tokens),
-            _tokenized(targets, options.moses_target, options, f"tokenize {name}.{tgt}"),
-        )
+    for name, (tokenized_sources, tokenized_targets, targets, extra) in texts.items():
+        tokenized[name] = (tokenized_sources, tokenized_targets)
         for lang, lines in zip((src, tgt), tokenized[name]):
             write_lines(work / "tok" / f"{name}.{lang}", lines)
         if name != "train":
@@ -166,8 +179,8 @@ def _build(work, splits, options):
     _say("binarizing with fairseq-preprocess")
     _binarize(work, options, [n for n in ("train", "valid", "test") if n in texts])
     return {
-        name: {"pairs": len(sources), "extra_references": len(extra)}
-        for name, (sources, _, extra) in texts.items()
+        name: {"pairs": len(targets), "extra_references": len(extra)}
+        for name, (_, _, targets, extra) in texts.items()
     }
 
 

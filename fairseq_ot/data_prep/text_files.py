@@ -1,8 +1,10 @@
 """UTF-8 line files, plain or gzip'd, read with errors that name the file and
-the line, and parallel files checked to have one line per line; building a
-folder of them under a temporary name, renamed when complete."""
+the line (bad bytes, blank lines, lines with no token once tokenized), and
+parallel files checked to have one line per line; building a folder of them
+under a temporary name, renamed when complete."""
 
 import contextlib
+import glob
 import gzip
 import os
 import shutil
@@ -43,6 +45,24 @@ def read_lines(path, allow_empty=False):
     return lines
 
 
+def tokenized_lines(path, lines, tokenize):
+    """``tokenize(line)`` for each of ``lines``, the lines of ``path`` in
+    order (as read_lines returns them).
+
+    Raises TextFileError naming the file and 1-based line number of a line
+    left without a token: a line of control characters passes read_lines'
+    blank-line check, but Moses deletes them, and fairseq would pair an
+    EOS-only sentence with its counterpart. BPE splits tokens and never
+    removes one, so this check after tokenization holds after BPE too."""
+    out = []
+    for number, line in enumerate(lines, start=1):
+        tokens = tokenize(line)
+        if not tokens.split():
+            raise TextFileError(f"{path}:{number}: no token left after tokenization: {line[:80]!r}")
+        out.append(tokens)
+    return out
+
+
 def read_aligned(paths, allow_empty=False):
     """The lines of several files that must correspond line by line, as a list
     per file; TextFileError when their line counts differ."""
@@ -81,9 +101,18 @@ def write_lines(path, lines):
 def folder_built_in_place_of(out_dir):
     """A fresh work folder beside ``out_dir`` (made with the umask's
     permissions) that replaces ``out_dir`` when the block completes and is
-    removed when it fails: readers never see a half-built folder."""
+    removed when it fails: readers never see a half-built folder. The work
+    folders of earlier builds of ``out_dir`` whose process has ended (killed
+    before it could remove its own) are removed first."""
     out_dir = Path(out_dir)
-    work = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    partial = f".{out_dir.name}.partial-"
+    for stale in out_dir.parent.glob(glob.escape(partial) + "*"):
+        pid = stale.name[len(partial):]
+        # a folder of a run still going (another process building the same
+        # output) is left to it
+        if pid.isdigit() and not _is_running(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    work = out_dir.parent / f"{partial}{os.getpid()}"
     old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -95,3 +124,15 @@ def folder_built_in_place_of(out_dir):
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _is_running(pid):
+    """Whether process ``pid`` exists (a pid reused since errs on the side of
+    keeping a folder)."""
+    try:
+        os.kill(pid, 0)  # signal 0: checks the process, sends nothing
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
