@@ -21,8 +21,18 @@ synthetic batches of 64 sentence pairs of 10..30 tokens, padded):
 
 Targets: ot_seq step time <= 1.25x and peak memory <= 1.3x those of
 label_smoothed_cross_entropy; scheduled_sampling (two_pass) <= 1.8x, token
-gjs <= 1.1x, cot <= 2.5x (generator and mediator of the same size, on the
-mediator_translation task); batched IPOT >= 20x faster than the loop.
+gjs <= 1.1x; cot and gjs:mediator (on the mediator_translation task) <= 1.6x
+with the task's default mediator (`--mediator default`) and <= 3.5x, peak
+memory <= 2.5x, with one as large as the generator (`--mediator equal`);
+batched IPOT >= 20x faster than the loop.
+
+Samples: a generator at its initial weights almost never draws EOS, so its
+samples run to the length limit. `--sample-length data` (the default) caps
+them at the source length, which the synthetic batches draw from the same
+range as the target's: the length a trained generator's samples have, the
+steady state; `--sample-length limit` keeps the criterion's own limit
+(1.2 x source + 10), the start of a run from scratch. The table reports the
+mean sample length beside the data's.
 
 The defaults take a few minutes on 2 CPU cores with OMP_NUM_THREADS=1:
 about 45 s per criterion row (6 rows with ot_seq's two variants) and 30 s
@@ -58,6 +68,9 @@ import fairseq_ot  # noqa: F401  (registers the plugin's criterions)
 from fairseq_ot.tasks.mediator import MediatorTranslationTask
 from fairseq_ot.ot import cosine_cost, ipot, uniform_marginals
 from fairseq_ot.benchmarks.memory_meter import MB, check_storage_meter, memory_meter
+from fairseq_ot.benchmarks.op_count import ops_per_step
+from fairseq_ot.modules.sampling import ancestral_sample
+from fairseq_ot.modules.token_prediction import banned_symbols
 
 BASELINE = "label_smoothed_cross_entropy"
 LABEL_SMOOTHING = "0.1"
@@ -77,9 +90,12 @@ TARGETS = {
     "ot_seq": {"time": 1.25, "memory": 1.3},
     "scheduled_sampling": {"time": 1.8},
     "gjs": {"time": 1.1},
-    "cot": {"time": 2.5},
     "ipot_speedup": 20.0,
 }
+# The mediator criteria's targets depend on the mediator's size.
+MEDIATOR_TARGETS = {"default": {"time": 1.6}, "equal": {"time": 3.5, "memory": 2.5}}
+# Sample length limits: the source length (the data's), or the criterion's default.
+SAMPLE_LENGTH_FLAGS = {"data": ["--cot-max-len-a", "1", "--cot-max-len-b", "0"], "limit": []}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -109,11 +125,22 @@ def parse_args():
     parser.add_argument("--criteria", nargs="+", metavar="LABEL",
                         help=f"subset to run (plugin criteria and {sorted(VARIANTS)}); "
                         f"{BASELINE} is always run, being the reference")
+    parser.add_argument("--mediator", choices=sorted(MEDIATOR_TARGETS), default="default",
+                        help="the mediator of cot and gjs:mediator: the task's default "
+                        "size (embed 64, FFN 64, 1 layer) or as large as the generator")
+    parser.add_argument("--sample-length", choices=sorted(SAMPLE_LENGTH_FLAGS), default="data",
+                        help="samples capped at the source length (a trained generator's "
+                        "lengths) or at the criterion's own limit (an untrained one's)")
     parser.add_argument("--ipot-repeats", type=int, default=9,
-                        help="timed repeats of each IPOT variant; the median counts")
+                        help="timed repeats of each IPOT variant; the median counts "
+                        "(0 skips IPOT)")
     parser.add_argument("--top-tensors", type=int, default=0,
                         help="list the N largest groups of storages live at each "
                         "criterion's memory peak (CPU only)")
+    parser.add_argument("--sampling", action="store_true",
+                        help="only compare ancestral sampling from the generator, lean step "
+                        "against fairseq's incremental decoding: aten ops per step and the time "
+                        "of --batch-size samples of --max-len tokens, --rounds alternating repeats")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results here")
     args = parser.parse_args()
@@ -144,8 +171,8 @@ def criterion_specs(selected):
 
 
 def fairseq_config(args, criterion, criterion_flags, task="translation"):
-    """The config fairseq-train would build from these command-line flags.
-    The mediator task's mediator is as large as the generator."""
+    """The config fairseq-train would build from these command-line flags
+    (on the mediator task, the --mediator size and --sample-length cap)."""
     heads = max(1, args.dim // 64)
     model_flags = [
         "--arch", "transformer", "--share-all-embeddings",
@@ -157,10 +184,14 @@ def fairseq_config(args, criterion, criterion_flags, task="translation"):
     if issubclass(CRITERION_REGISTRY[criterion], LabelSmoothedCrossEntropyCriterion):
         # Criteria that add to label-smoothed NLL: smooth alike, compare the additions.
         criterion_flags = ["--label-smoothing", LABEL_SMOOTHING, *criterion_flags]
-    mediator_flags = [] if task == "translation" else [
-        "--mediator-embed-dim", str(args.dim), "--mediator-hidden-dim", str(4 * args.dim),
-        "--mediator-layers", str(args.layers),
-    ]
+    mediator_flags = []
+    if task != "translation":
+        mediator_flags = SAMPLE_LENGTH_FLAGS[args.sample_length]
+        if args.mediator == "equal":
+            mediator_flags = mediator_flags + [
+                "--mediator-embed-dim", str(args.dim), "--mediator-hidden-dim", str(4 * args.dim),
+                "--mediator-layers", str(args.layers),
+            ]
     parser = options.get_training_parser()
     # The data directory is never read: the dictionary and batches live in memory.
     namespace = options.parse_args_and_arch(parser, input_args=[
@@ -215,11 +246,12 @@ class Trainee:
         self.optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98))
         self.device = device
         self.dtype = dtype
+        self.last_log = {}  # the logging output of the latest step
 
     def step(self, sample):
         with torch.autocast(self.device.type, dtype=self.dtype,
                             enabled=self.dtype != torch.float32):
-            loss, _, _ = self.criterion(self.model, sample)
+            loss, _, self.last_log = self.criterion(self.model, sample)
         loss.backward()
         self.optimizer.step()
         # At the end rather than the start: no gradients live between steps,
@@ -321,25 +353,35 @@ def timed_step(trainee, sample, device):
     return (time.perf_counter() - start) * 1000
 
 
-def criterion_results(times, meters):
+def criterion_results(bench, times, meters):
+    """Per criterion: time and memory, their ratios to the baseline's, the
+    last step's loss (bit-identical whatever the allocator: see
+    bench_allocators) and, for the mediator criteria, the last step's mean
+    sample length in tokens."""
     base_ms = statistics.median(times[BASELINE])
     base_mb = meters[BASELINE].peak / MB
     results = {}
     for label in times:
         ms = statistics.median(times[label])
         mb = meters[label].peak / MB
+        log = bench.trainees[label].last_log
         results[label] = {
             "ms_per_step": ms, "time_ratio": ms / base_ms, "ms_per_round": times[label],
-            "peak_mb": mb, "memory_ratio": mb / base_mb,
+            "peak_mb": mb, "memory_ratio": mb / base_mb, "last_loss": float(log["loss"]),
         }
+        if "cot_samples" in log:
+            results[label]["sample_len"] = log["cot_sample_tokens"] / log["cot_samples"]
     return results
 
 
-def print_criterion_table(results):
-    print(f"\n{'criterion':<30} {'ms/step':>9} {'x LSCE':>7} {'peak MB':>9} {'x LSCE':>7}")
+def print_criterion_table(results, data_len):
+    print(f"\n{'criterion':<30} {'ms/step':>9} {'x LSCE':>7} {'peak MB':>9} {'x LSCE':>7} "
+          f"{'sample len':>10}")
     for label, row in results.items():
+        length = f"{row['sample_len']:10.1f}" if "sample_len" in row else f"{'':>10}"
         print(f"{label:<30} {row['ms_per_step']:9.1f} {row['time_ratio']:7.2f} "
-              f"{row['peak_mb']:9.1f} {row['memory_ratio']:7.2f}")
+              f"{row['peak_mb']:9.1f} {row['memory_ratio']:7.2f} {length}")
+    print(f"mean target length of the data: {data_len:.1f} tokens")
 
 
 def print_largest_storages(meters, count):
@@ -409,25 +451,97 @@ def print_ipot_table(results):
               f"{row['speedup']:8.1f}x")
 
 
+# ---------------------------------------------------------------- sampling
+
+
+def compare_sampling(args):
+    """Ancestral sampling from the generator (the baseline's initial model,
+    eval mode), conditioned on the first batch's sources, the lean step
+    (lean_decoding.py) against fairseq's incremental decoding: aten
+    operators per step, counted by a TorchDispatchMode over one extra step
+    (EOS banned there, so that every sample runs every step), and the time
+    of a sampling call (--rounds repeats after an untimed one, the two
+    alternating, first one then the other; median). Checks that both draw
+    the same tokens."""
+    device = torch.device(args.device)
+    dictionary = synthetic_dictionary(args.vocab)
+    cfg = fairseq_config(args, BASELINE, [])
+    torch.manual_seed(args.seed)
+    model = TranslationTask(cfg.task, dictionary, dictionary).build_model(cfg.model).to(device).eval()
+    net_input = synthetic_batches(cfg.task, dictionary, args, device)[0]["net_input"]
+    encoder_input = {key: net_input[key] for key in ("src_tokens", "src_lengths")}
+    eos, banned = dictionary.eos(), banned_symbols(dictionary)
+
+    def sample(lean, steps=args.max_len, banned=banned):
+        limits = torch.full((args.batch_size,), steps, device=device)
+        return ancestral_sample(model, limits, eos, dictionary.pad(), banned, encoder_input,
+                                torch.Generator(device).manual_seed(args.seed), lean=lean)
+
+    paths = {"fairseq": False, "lean": True}
+    ops = {name: sum(ops_per_step(lambda steps: sample(lean, steps, banned + (eos,)), 4).values())
+           for name, lean in paths.items()}
+    times, samples = {name: [] for name in paths}, {}
+    for repeat in range(args.rounds + 1):
+        for name in (list(paths) if repeat % 2 else list(paths)[::-1]):
+            synchronize(device)
+            start = time.perf_counter()
+            samples[name] = sample(paths[name])
+            synchronize(device)
+            if repeat > 0:
+                times[name].append((time.perf_counter() - start) * 1000)
+    ms = {name: statistics.median(values) for name, values in times.items()}
+    same = all(torch.equal(a, b) for a, b in zip(samples["fairseq"], samples["lean"]))
+    tokens = samples["lean"][0]
+    print(describe_sampling(args, device, tokens))
+    print(f"{'':<30} {'fairseq':>9} {'lean':>9} {'ratio':>7}")
+    print(f"{'aten ops per sampling step':<30} {ops['fairseq']:9d} {ops['lean']:9d} "
+          f"{ops['lean'] / ops['fairseq']:7.2f}")
+    print(f"{'ms per sampling call':<30} {ms['fairseq']:9.1f} {ms['lean']:9.1f} {ms['lean'] / ms['fairseq']:7.2f}")
+    print(f"same tokens: {same}")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "setup": describe_sampling(args, device, tokens).splitlines(), "ops_per_step": ops,
+            "ms_per_call": times, "median_ms": ms, "same_tokens": same}, indent=2))
+    if not same:
+        sys.exit("the lean step drew other tokens than fairseq's decoding")
+
+
+def describe_sampling(args, device, tokens):
+    return "\n".join([
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}",
+        f"ancestral sampling from a transformer {args.layers}+{args.layers} layers, dim {args.dim}, "
+        f"vocab {args.vocab}: {args.batch_size} samples of at most {args.max_len} tokens "
+        f"(here {tuple(tokens.shape)}), {args.rounds} alternating repeats, median",
+    ])
+
+
 # ---------------------------------------------------------------- report
 
 
-def target_lines(results, ipot_results):
+def target_lines(results, ipot_results, mediator):
     lines = []
-    for label, limits in TARGETS.items():
+    targets = {**TARGETS, **dict.fromkeys(MEDIATOR_CRITERIA, MEDIATOR_TARGETS[mediator])}
+    for label, limits in targets.items():
         row = results.get(label)
         if row is None or not isinstance(limits, dict):
             continue
         for measure, limit in limits.items():
             ratio = row[f"{measure}_ratio"]
             verdict = "met" if ratio <= limit else "MISSED"
-            lines.append(f"{label} {measure} {ratio:.2f}x, target <= {limit}x: {verdict}")
+            setting = f" ({mediator} mediator)" if label in MEDIATOR_CRITERIA else ""
+            lines.append(f"{label}{setting} {measure} {ratio:.2f}x, target <= {limit}x: {verdict}")
     for gradient, row in ipot_results.items():
         limit = TARGETS["ipot_speedup"]
         verdict = "met" if row["speedup"] >= limit else "MISSED"
         lines.append(f"batched IPOT ({gradient}) {row['speedup']:.1f}x, "
                      f"target >= {limit}x: {verdict}")
     return lines
+
+
+def data_length(bench):
+    """Mean target length of the batches, EOS included, as sample lengths count."""
+    return (sum(int(sample["ntokens"]) for sample in bench.batches)
+            / sum(sample["target"].size(0) for sample in bench.batches))
 
 
 def describe_setup(bench):
@@ -446,6 +560,8 @@ def describe_setup(bench):
         f"({parameter_mb:.1f} MB, {3 * parameter_mb:.1f} MB with Adam's moments)",
         f"{args.batches} batches of {args.batch_size} sentences, {args.min_len}..{args.max_len} "
         f"tokens; target tokens {tokens}, padded targets {padded}",
+        f"mediator criteria: {args.mediator} mediator, samples capped at "
+        f"{'the source length' if args.sample_length == 'data' else 'the criterion limit'}",
         f"timing: {args.rounds} rounds x {args.batches} steps per criterion, alternating "
         f"step by step, after {args.warmup} warm-up and {args.batches} memory steps; "
         f"median over rounds",
@@ -456,6 +572,8 @@ def describe_setup(bench):
 
 def main():
     args = parse_args()
+    if args.sampling:
+        return compare_sampling(args)
     if torch.device(args.device).type == "cpu":
         check_storage_meter()
     bench = Bench(args)
@@ -465,13 +583,14 @@ def main():
         print(f"skipped {label}: {reason}")
     if BASELINE not in bench.trainees:
         sys.exit(f"the reference {BASELINE} could not be run")
-    results = criterion_results(measure_time(bench), meters)
-    print_criterion_table(results)
+    results = criterion_results(bench, measure_time(bench), meters)
+    print_criterion_table(results, data_length(bench))
     if args.top_tensors:
         print_largest_storages(meters, args.top_tensors)
-    ipot_results = measure_ipot(args, bench.device)
-    print_ipot_table(ipot_results)
-    targets = target_lines(results, ipot_results)
+    ipot_results = measure_ipot(args, bench.device) if args.ipot_repeats else {}
+    if ipot_results:
+        print_ipot_table(ipot_results)
+    targets = target_lines(results, ipot_results, args.mediator)
     print("\n" + "\n".join(targets))
     if args.json:
         args.json.write_text(json.dumps({

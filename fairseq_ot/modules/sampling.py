@@ -5,7 +5,14 @@ import contextlib
 import torch
 from torch import Tensor
 
-from fairseq_ot.modules.token_prediction import predict_tokens
+from fairseq_ot.modules.lean_decoding import lean_step
+from fairseq_ot.modules.token_prediction import BANNED_LOG_PROB, draw_tokens
+
+# On a GPU, steps between two checks whether every sample has ended: a check
+# is a host sync, which stops the host from queueing the next step's kernels
+# while the device runs this one; up to this many - 1 steps are run past the
+# end and undone (their tokens dropped, the generator's state rewound).
+GPU_STOP_CHECK_EVERY = 4
 
 
 def decoder_input_key(net_input):
@@ -25,8 +32,35 @@ def evaluation_mode(module):
         module.train(was_training)
 
 
+class IncrementalStep:
+    """fairseq's own incremental decoding, for any decoder: step(tokens [B],
+    t) -> logits [B, V] after the prefix that ends with `tokens` at position
+    t (the decoder re-reads the whole prefix: its positions count it)."""
+
+    def __init__(self, decoder, encoder_out):
+        self.decoder = decoder
+        self.encoder_out = encoder_out
+        self.prefix = None
+        self.incremental_state = {}
+
+    def __call__(self, tokens: Tensor, step: int) -> Tensor:
+        column = tokens.unsqueeze(1)
+        self.prefix = column if step == 0 else torch.cat([self.prefix, column], dim=1)
+        return self.decoder(self.prefix, encoder_out=self.encoder_out,
+                            incremental_state=self.incremental_state)[0][:, -1]
+
+
+def default_generator(device):
+    """The generator torch.rand draws from on `device` without one."""
+    if device.type == "cuda":
+        return torch.cuda.default_generators[device.index if device.index is not None
+                                             else torch.cuda.current_device()]
+    return torch.default_generator
+
+
+@torch.no_grad()
 def ancestral_sample(model, length_limits: Tensor, eos: int, pad: int, banned=(), encoder_input=None,
-                     generator=None, temperature=1.0):
+                     generator=None, temperature=1.0, lean=True):
     """Sample one sequence per entry of `length_limits` [B] (maximum number of
     tokens, EOS included) from a fairseq encoder-decoder (`encoder_input` =
     dict(src_tokens, src_lengths), one row per sample) or language model,
@@ -35,28 +69,65 @@ def ancestral_sample(model, length_limits: Tensor, eos: int, pad: int, banned=()
     `banned` (the default 1.0 divides by one: the model's own distribution,
     bit for bit).
 
+    fairseq Transformer decoders step by `lean_decoding.LeanTransformerStep`
+    (the same logits in fewer operators; the same tokens, tested), other
+    decoders, and all with `lean` False, by fairseq's incremental decoding.
+
     Returns tokens [B, L] (the sampled targets, EOS-terminated, right-padded)
     and a mask [B, L] of the positions where the length limit put EOS: these
     tokens are not draws from the model."""
     encoder_out = None
     if encoder_input is not None:
         encoder_out = model.encoder(encoder_input["src_tokens"], src_lengths=encoder_input["src_lengths"])
-    batch_size = length_limits.size(0)
-    device = length_limits.device
-    prefix = torch.full((batch_size, 1), eos, dtype=torch.long, device=device)
+    max_len = int(length_limits.max())
+    step = lean and lean_step(model.decoder, encoder_out, length_limits.size(0), max_len, banned)
+    step = step or IncrementalStep(model.decoder, encoder_out)
+    check_every = GPU_STOP_CHECK_EVERY if length_limits.device.type == "cuda" else 1
+    return sample_steps(step, length_limits, max_len, eos, pad, banned, generator, temperature, check_every)
+
+
+def sample_steps(step, length_limits: Tensor, max_len: int, eos: int, pad: int, banned, generator,
+                 temperature: float, check_every: int):
+    """ancestral_sample's loop over the logits step(tokens, t) (their tensor
+    is the loop's to overwrite), checking every `check_every` steps whether
+    all samples have ended: steps drawn past the end are undone, so the
+    tokens and the generator's state are those of a check at every step."""
+    batch_size, device = length_limits.size(0), length_limits.device
+    rng = None  # the generator to rewind, needed only when checks are spaced
+    if check_every > 1:
+        rng = generator if generator is not None else default_generator(device)
+    banned_index = torch.tensor(list(banned), dtype=torch.long, device=device)
+    token = torch.full((batch_size,), eos, dtype=torch.long, device=device)
     finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
-    forced = torch.zeros(batch_size, 0, dtype=torch.bool, device=device)
-    incremental_state = {}
-    for step in range(int(length_limits.max())):
-        logits = model.decoder(prefix, encoder_out=encoder_out, incremental_state=incremental_state)[0]
-        token = predict_tokens(logits[:, -1] / temperature, "sample", banned, generator)
+    tokens, unchecked = [], []  # unchecked: (all ended, generator state) per step since the last check
+    for index in range(max_len):
+        scores = step(token, index)
+        if temperature != 1.0:  # x / 1.0 == x: skipped, bit for bit the same
+            scores = scores / temperature
+        scores = scores.float()
+        if banned:
+            scores.index_fill_(-1, banned_index, BANNED_LOG_PROB)
+        token = draw_tokens(scores, generator)
         # the last allowed position ends the sequence whatever was drawn there
-        at_limit = ~finished & (length_limits == step + 1)
-        token = torch.where(at_limit, eos, token)
-        token = torch.where(finished, pad, token)
-        prefix = torch.cat([prefix, token.unsqueeze(1)], dim=1)
-        forced = torch.cat([forced, at_limit.unsqueeze(1)], dim=1)
-        finished |= token.eq(eos)
-        if bool(finished.all()):
-            break
-    return prefix[:, 1:], forced
+        token.masked_fill_(length_limits == index + 1, eos)
+        token.masked_fill_(finished, pad)
+        finished |= token == eos
+        tokens.append(token)
+        unchecked.append((finished.all(), rng.get_state() if check_every > 1 else None))
+        if len(unchecked) == check_every or index == max_len - 1:
+            ended = torch.stack([all_ended for all_ended, _ in unchecked]).tolist()
+            if True in ended:
+                first = ended.index(True)
+                if first < len(ended) - 1:
+                    rng.set_state(unchecked[first][1])
+                    del tokens[first - len(ended) + 1:]
+                break
+            unchecked = []
+    if not tokens:  # every limit is 0
+        return token.new_empty(batch_size, 0), finished.new_empty(batch_size, 0)
+    tokens = torch.stack(tokens, dim=1)
+    # the limit forced EOS at position limit - 1 on the sequences still
+    # running there: those with EOS there (one ended before has padding)
+    positions = torch.arange(tokens.size(1), device=device)
+    forced = tokens.eq(eos) & positions.eq(length_limits.unsqueeze(1) - 1)
+    return tokens, forced

@@ -26,22 +26,30 @@ def mask_banned(logits: Tensor, banned=()) -> Tensor:
     return logits.index_fill(-1, torch.tensor(list(banned), device=logits.device), BANNED_LOG_PROB)
 
 
+def draw_tokens(scores: Tensor, generator=None) -> Tensor:
+    """[..., V] float scores -> [...] tokens drawn from softmax(scores): with
+    F = cumsum(softmax(scores)) and u ~ U[0, 1) from `generator` (torch's
+    global one if None), the first index i with F_i > u F_V. On CPU several
+    times faster than Gumbel or exponential noise over V, whose generators
+    cost tens of ns per entry; cheaper than exp(scores - max) cumulated
+    unnormalised, which takes three operators (max, subtract, exp) for
+    softmax's one and equals it only up to rounding."""
+    cdf = torch.softmax(scores, dim=-1).cumsum_(-1)
+    uniform = torch.rand(cdf.shape[:-1] + (1,), device=cdf.device, generator=generator) * cdf[..., -1:]
+    # right=True: the first token whose cumulative mass exceeds the draw,
+    # so a zero-probability (banned) token is never chosen
+    index = torch.searchsorted(cdf, uniform, right=True).squeeze(-1)
+    return index.clamp_(max=cdf.size(-1) - 1)
+
+
 def predict_tokens(logits: Tensor, mode: str, banned=(), generator=None) -> Tensor:
     """[..., V] logits -> [...] token indices, never one of `banned` (pad,
     BOS: symbols that must not enter a prefix). `sample` draws from
-    softmax(logits) by inverting its cumulative sum at a uniform draw (on CPU
-    several times faster than Gumbel or exponential noise over V, whose
-    generators cost tens of ns per entry), its uniforms from `generator`
-    (torch's global one if None); `argmax` is greedy."""
+    softmax(logits) (`draw_tokens`, its uniforms from `generator`, torch's
+    global one if None); `argmax` is greedy."""
     logits = logits.detach()
     if mode == "sample":
-        scores = mask_banned(logits.float(), banned)
-        cdf = torch.softmax(scores, dim=-1).cumsum_(-1)
-        uniform = torch.rand(cdf.shape[:-1] + (1,), device=cdf.device, generator=generator) * cdf[..., -1:]
-        # right=True: the first token whose cumulative mass exceeds the draw,
-        # so a zero-probability (banned) token is never chosen
-        index = torch.searchsorted(cdf, uniform, right=True).squeeze(-1)
-        return index.clamp_(max=cdf.size(-1) - 1)
+        return draw_tokens(mask_banned(logits.float(), banned), generator)
     if mode != "argmax":
         raise ValueError(f"prediction mode must be one of {PREDICTIONS}, got {mode!r}")
     # the best token that is not banned is among the top len(banned) + 1
