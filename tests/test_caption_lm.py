@@ -291,12 +291,15 @@ def test_sample_lm_writes_reproducible_sentences_of_the_vocabulary(runs, data_bi
 
 def test_sweep_writes_the_table_and_the_plot(runs, data_bin, tmp_path):
     out = tmp_path / "sweep.png"
+    # an end-of-epoch line as fairseq's --log-format json writes it: 12 s of training
+    (runs[0] / "train.log").write_text(json.dumps(
+        {"epoch": 1, "train_loss": "7.1", "train_num_updates": "2", "train_train_wall": "12"}) + "\n")
     sweep_temperature.main([*map(str, runs), "--data", str(data_bin), "--out", str(out),
-                            "--temperatures", "0.8", "1.2", "--num", "10"])
+                            "--temperatures", "0.8", "1.0", "--num", "10"])
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     points = json.loads(out.with_suffix(".json").read_text())["points"]
     assert [(p["method"], p["temperature"]) for p in points] == [
-        (sweep_temperature.REAL, None), ("mle", 0.8), ("mle", 1.2), ("cot", 0.8), ("cot", 1.2)]
+        (sweep_temperature.REAL, None), ("mle", 0.8), ("mle", 1.0), ("cot", 0.8), ("cot", 1.0)]
     n_ref = len(read(data_bin / "test.txt"))
     for point in points:
         assert point["n_hyp"] == 10 and point["n_ref"] == n_ref
@@ -305,10 +308,16 @@ def test_sweep_writes_the_table_and_the_plot(runs, data_bin, tmp_path):
     for point in points[1:]:
         assert point["updates"] == 2 and point["nll_test"] > 0 and point["nll_test_tokens"] > n_ref
         assert len(read(tmp_path / "sweep_samples" / f"{point['method']}_t{point['temperature']:g}.txt")) == 10
+    # the Tables 2-3 form at T = 1: the real-data row, then each method's point at T = 1
+    rows = [line.strip("| ").split(" | ") for line in read(out.with_suffix(".md"))[2:]]
+    assert [row[:3] for row in rows] == [[sweep_temperature.REAL, "", ""], ["mle", "2", "12"], ["cot", "2", ""]]
+    for row, point in zip(rows, [points[0], points[2], points[4]]):
+        assert row[3] == (f"{point['nll_test']:.3f}" if "nll_test" in point else "")
+        assert row[4:] == [f"{point[f'{kind}{n}']:.3f}" for kind in ("bleu", "self_bleu") for n in range(2, 6)]
     # the sweep's samples are sample_lm's at the same seed and temperature
     sample_lm.main([str(runs[1] / "checkpoints" / "checkpoint_last.pt"), str(data_bin), "--num", "10",
-                    "--temperature", "1.2", "--seed", "1", "--out", str(tmp_path / "cot.txt")])
-    assert read(tmp_path / "cot.txt") == read(tmp_path / "sweep_samples" / "cot_t1.2.txt")
+                    "--temperature", "1.0", "--seed", "1", "--out", str(tmp_path / "cot.txt")])
+    assert read(tmp_path / "cot.txt") == read(tmp_path / "sweep_samples" / "cot_t1.txt")
 
 
 def one_line_error(capsys, main, argv):

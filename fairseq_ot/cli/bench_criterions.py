@@ -181,8 +181,10 @@ def fairseq_config(args, criterion, criterion_flags, task="translation"):
         "--encoder-ffn-embed-dim", str(4 * args.dim), "--decoder-ffn-embed-dim", str(4 * args.dim),
         "--encoder-attention-heads", str(heads), "--decoder-attention-heads", str(heads),
     ]
-    if issubclass(CRITERION_REGISTRY[criterion], LabelSmoothedCrossEntropyCriterion):
-        # Criteria that add to label-smoothed NLL: smooth alike, compare the additions.
+    if task == "translation" and issubclass(CRITERION_REGISTRY[criterion],
+                                            LabelSmoothedCrossEntropyCriterion):
+        # Criteria that add to label-smoothed NLL: smooth alike, compare the additions
+        # (gjs's mediator mode, on the mediator task, smooths nothing).
         criterion_flags = ["--label-smoothing", LABEL_SMOOTHING, *criterion_flags]
     mediator_flags = []
     if task != "translation":

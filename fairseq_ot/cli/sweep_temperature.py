@@ -17,7 +17,10 @@ references; valid.txt for the real-data point). Writes the plot (--out:
 left, BLEU-5 up against Self-BLEU-5 across, one curve per method through its
 temperatures, better to the upper left, with the real-data point: --num
 validation sentences scored as the samples are; right, NLL_test per method),
-the table (--json, default OUT with .json) and the samples
+the table (--json, default OUT with .json), the paper's Tables 2-3 in form
+at T = 1 when 1 is among the temperatures (OUT with .md: BLEU-2..5,
+Self-BLEU-2..5, NLL_test and training seconds, fairseq's train_wall summed
+over the epochs of RUN_DIR/train.log) and the samples
 (OUT_samples/METHOD_tT.txt).
 """
 
@@ -41,6 +44,7 @@ from fairseq_ot.data_prep.text_files import TextFileError, read_lines, write_lin
 from fairseq_ot.errors import FlagError, print_one_line
 from fairseq_ot.evaluation.files import write_atomically
 from fairseq_ot.evaluation.generation_metrics import SMOOTHING, UndefinedScoreError, generation_scores
+from fairseq_ot.evaluation.train_log import read_train_log
 from fairseq_ot.evaluation.lm_sampling import (
     load_generator,
     require_checkpoint,
@@ -115,10 +119,36 @@ def sweep_run(run, args, references, samples_dir):
         points.append({"method": run.name, "checkpoint": str(run / "checkpoints" / args.checkpoint),
                        "updates": lm.num_updates, **common_fields(args, len(references), temperature),
                        "max_tokens": lm.tokens_per_sample, "n_cut_at_max_tokens": truncated,
+                       "train_seconds": train_seconds(run),
                        "nll_test": nll, "nll_test_tokens": tokens, **scores})
         print(f"  T {temperature:g}: BLEU-5 {scores['bleu5']:.4f} Self-BLEU-5 {scores['self_bleu5']:.4f}",
               flush=True)
     return points
+
+
+def train_seconds(run):
+    """Seconds in training steps of RUN_DIR/train.log, None without one."""
+    log = run / "train.log"
+    return read_train_log(log).train_seconds if log.exists() else None
+
+
+def table_at(points, temperature):
+    """Markdown, one row per method at `temperature` and the real-data row:
+    the paper's Tables 2-3 in form (eWMD left out: see the README)."""
+    orders = range(2, 6)
+    header = (["method", "updates", "train s", "NLL_test"] + [f"BLEU-{n}" for n in orders]
+              + [f"Self-BLEU-{n}" for n in orders])
+    rows = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
+    for point in points:
+        if point["temperature"] not in (temperature, None):
+            continue
+        cells = [point["method"], str(point.get("updates", "")),
+                 f"{point['train_seconds']:.0f}" if point.get("train_seconds") else "",
+                 f"{point['nll_test']:.3f}" if "nll_test" in point else ""]
+        cells += [f"{point[f'bleu{n}']:.3f}" for n in orders]
+        cells += [f"{point[f'self_bleu{n}']:.3f}" for n in orders]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
 
 
 def plot_sweep(points, path):
@@ -177,6 +207,10 @@ def main(argv=None):
     args.out.parent.mkdir(parents=True, exist_ok=True)
     plot_sweep(points, args.out)
     print(f"wrote {json_path} and {args.out}")
+    if 1.0 in args.temperatures:
+        table = table_at(points, 1.0)
+        write_atomically(args.out.with_suffix(".md"), table)
+        print(table)
 
 
 if __name__ == "__main__":
