@@ -14,6 +14,6 @@ from fairseq_ot import compat
 
 compat.install()
 
-from fairseq_ot.models import captioning_transformer  # noqa: E402,F401  (registers the model)
+from fairseq_ot.models import captioning_transformer, fused_lstm_lm  # noqa: E402,F401  (registers the models)
 from fairseq_ot.tasks import captioning, mediator  # noqa: E402,F401  (registers the tasks)
 from fairseq_ot import criterions  # noqa: E402,F401  (registers the criterions)

@@ -60,10 +60,11 @@ TRAINING_ARGS = [
     "--num-workers", "0",
 ]
 # Updates per minute measured with two runs sharing the 2 (busy) cores of the
-# development machine (commit a3c7d59). They set the checkpoint interval and
-# the scheduled sampling slope: elsewhere, or after the samplers change, the
-# curves get more or fewer points and eps reaches its floor earlier or later
-# than half-way.
+# development machine (commit a3c7d59, with fairseq's lstm_lm, before the
+# cheaper updates of fused_lstm_lm). They set the checkpoint interval and the
+# scheduled sampling slope: elsewhere, or after the model or the samplers
+# change, the curves get more or fewer points and eps reaches its floor
+# earlier or later than half-way.
 UPDATES_PER_MINUTE = {"mle": 490, "scheduled_sampling": 275, "mediator": 110}
 CURVE_POINTS = 10
 SS_MIN = 0.7
@@ -277,7 +278,7 @@ def markdown_table(results, oracle_row, minutes):
         lines.append(f"| {method}, published (CoT paper, Table 1) | | | {value:.2f} | |")
     lines += [
         "",
-        "Setup: generator fairseq `lstm_lm` (embedding 32, hidden 32, 1 layer), batch 64,",
+        "Setup: generator `fused_lstm_lm` (embedding 32, hidden 32, 1 layer), batch 64,",
         "one Adam optimizer (betas 0.9, 0.95, lr 1e-3) for generator and mediator together;",
         "the reference CoT code gives the mediator (embedding 64, hidden 64) its own lr 3e-3.",
         *scheduled_sampling_lines(results),

@@ -21,11 +21,16 @@ versions and how to tell it is no longer needed; the README lists them.
 - `vocabulary_fingerprint`: checkpoints record their dictionaries' symbols;
   loading one with other dictionaries is refused in one line"""
 
-from fairseq_ot.compat import background_loader, checkpoint_safety, numpy_alias, one_line_errors
-from fairseq_ot.compat import cpu_fp16
-from fairseq_ot.compat import glibc_malloc
-from fairseq_ot.compat import finished_training
-from fairseq_ot.compat import vocabulary_fingerprint
+from fairseq_ot.compat import (
+    background_loader,
+    checkpoint_safety,
+    cpu_fp16,
+    finished_training,
+    glibc_malloc,
+    numpy_alias,
+    one_line_errors,
+    vocabulary_fingerprint,
+)
 from fairseq_ot.checkpoint_files import DamagedCheckpointError
 from fairseq_ot.errors import FlagError
 
