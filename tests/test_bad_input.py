@@ -2,7 +2,8 @@
 mediator tasks) out of range, flag combinations that cannot work, and
 degenerate sentences. Each gives a one-line FlagError naming the flag, or a
 finite loss with finite gradients and logged metrics; the command lines
-print a FlagError as one line, never a traceback."""
+print a FlagError as one line, never a traceback. That the losses at the
+extreme settings accepted are also right: test_extreme_settings.py."""
 
 import dataclasses
 import math
@@ -69,11 +70,11 @@ BAD_VALUES = {
     "ot_temperature": ["0", "-1"],
     "ot_warmup_updates": ["-5"],
     "ss_k": ["0.5", "-1"],  # the default schedule, inverse_sigmoid, needs k >= 1
-    "ss_c": ["-0.1"],
+    "ss_c": ["-0.1", "nan", "inf"],
     "ss_min": ["-0.1", "1.5"],
     "ss_warmup_updates": ["-1"],
-    "gjs_pi": ["0", "1", "nan"],
-    "cot_max_len_a": ["-1"],
+    "gjs_pi": ["0", "1", "nan", "1e-12"],  # built in mediator mode: pi >= 1e-9
+    "cot_max_len_a": ["-1", "inf"],
     "cot_max_len_b": ["-1"],
     "cot_samples_per_source": ["0"],
     "cot_mediator_steps": ["0"],

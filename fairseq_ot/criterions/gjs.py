@@ -9,7 +9,7 @@ from omegaconf import II
 
 from fairseq_ot.criterions.mediator_objective import MediatorObjective, MediatorObjectiveConfig
 from fairseq_ot.errors import FlagError, check_label_smoothing_flags, require
-from fairseq_ot.modules.divergences import token_js_pi
+from fairseq_ot.modules.divergences import MIN_MEDIATOR_PI, MIN_TOKEN_PI, token_js_pi
 
 MODES = ("token", "mediator")
 
@@ -18,8 +18,8 @@ MODES = ("token", "mediator")
 class GJSModeConfig(FairseqDataclass):
     gjs_pi: float = field(
         default=0.5,
-        metadata={"help": "pi in (0, 1): towards 0 maximum likelihood KL[P||Q], "
-                  "towards 1 KL[Q||P]"},
+        metadata={"help": f"pi in [{MIN_TOKEN_PI}, 1) (mediator mode: [{MIN_MEDIATOR_PI}, 1)): "
+                  "towards 0 maximum likelihood KL[P||Q], towards 1 KL[Q||P]"},
     )
     gjs_mode: ChoiceEnum(MODES) = field(
         default="token",
@@ -85,7 +85,7 @@ class GJSCriterion(LabelSmoothedCrossEntropyCriterion):
         return super().build_criterion(cfg, task)
 
     def __init__(self, task, sentence_avg, gjs_pi, label_smoothing):
-        require(0 < gjs_pi < 1, "--gjs-pi", "in (0, 1)", gjs_pi)
+        require(MIN_TOKEN_PI <= gjs_pi < 1, "--gjs-pi", f"in [{MIN_TOKEN_PI}, 1)", gjs_pi)
         check_label_smoothing_flags(label_smoothing, 0)
         super().__init__(task, sentence_avg, label_smoothing)
         self.pi = gjs_pi
@@ -98,8 +98,7 @@ class GJSCriterion(LabelSmoothedCrossEntropyCriterion):
         # masking the per-token results, not the [N, V] log-probabilities,
         # avoids a copy of the largest tensor of the step
         mask = target.ne(self.padding_idx)
-        js = token_js_pi(lprobs, target, self.pi, self.eps).masked_fill(~mask, 0.0)
-        loss = js.sum() / (self.pi * (1 - self.pi))
+        loss = token_js_pi(lprobs, target, self.pi, self.eps).masked_fill(~mask, 0.0).sum()
         # logged only: a second gather with grad would add a [N, V] gradient
         nll_loss = -lprobs.detach().gather(-1, target.unsqueeze(-1)).squeeze(-1)
         nll_loss = nll_loss.masked_fill(~mask, 0.0).sum()
@@ -108,7 +107,7 @@ class GJSCriterion(LabelSmoothedCrossEntropyCriterion):
         logging_output = {
             "loss": loss.data,
             "nll_loss": nll_loss.data,
-            "gjs_sum": js.sum().data,
+            "gjs_sum": loss.data * (self.pi * (1 - self.pi)),
             "ntokens": sample["ntokens"],
             "nsentences": nsentences,
             "sample_size": sample_size,
@@ -133,5 +132,6 @@ class MediatorGJSCriterion(MediatorObjective):
     mediator_flags = "--gjs-mode mediator"
 
     def __init__(self, task, cfg):
-        require(0 < cfg.gjs_pi < 1, "--gjs-pi", "in (0, 1)", cfg.gjs_pi)
+        require(MIN_MEDIATOR_PI <= cfg.gjs_pi < 1, "--gjs-pi", f"in [{MIN_MEDIATOR_PI}, 1) with "
+                "--gjs-mode mediator", cfg.gjs_pi)
         super().__init__(task, cfg, pi=cfg.gjs_pi)

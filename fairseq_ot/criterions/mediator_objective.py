@@ -36,7 +36,8 @@ from fairseq_ot.modules.token_prediction import banned_symbols
 class MediatorObjectiveConfig(FairseqDataclass):
     cot_max_len_a: float = field(
         default=1.2, metadata={"help": "samples are at most a * source length + b tokens "
-                               "(language models: b tokens)"}
+                               "(language models: b tokens), and at most the generator's "
+                               "max positions"}
     )
     cot_max_len_b: int = field(default=10, metadata={"help": "see --cot-max-len-a"})
     cot_samples_per_source: int = field(
@@ -72,7 +73,8 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
         """`cfg`: the criterion's MediatorObjectiveConfig fields (fairseq's
         build_criterion passes the config node); `pi`: the mixture weight."""
         super().__init__(task)
-        require(cfg.cot_max_len_a >= 0, "--cot-max-len-a", ">= 0", cfg.cot_max_len_a)
+        require(math.isfinite(cfg.cot_max_len_a) and cfg.cot_max_len_a >= 0, "--cot-max-len-a",
+                "finite and >= 0", cfg.cot_max_len_a)
         require(cfg.cot_max_len_b >= 0, "--cot-max-len-b", ">= 0", cfg.cot_max_len_b)
         require(cfg.cot_max_len_a > 0 or cfg.cot_max_len_b >= 1, "--cot-max-len-b",
                 ">= 1 when --cot-max-len-a is 0", cfg.cot_max_len_b)
@@ -124,14 +126,15 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
         }
         if estimate:
             js_data, js_samples = js_pi_terms(
-                -terms["generator_nll_data"], -terms["mediator_nll_data"],
+                terms["generator_log_prob_data"], terms["mediator_log_prob_data"],
                 terms["generator_log_prob_samples"], terms["mediator_log_prob_samples"], self.pi,
             )
             # validation reports the generator's NLL as the loss: checkpoint_best
             # then selects the generator
+            generator_nll = -terms["generator_log_prob_data"].sum()
             logging_output.update(
-                loss=terms["generator_nll_data"].sum().data,
-                nll_loss=terms["generator_nll_data"].sum().data,
+                loss=generator_nll,
+                nll_loss=generator_nll,
                 cot_js_data_sum=js_data.sum().data,
                 cot_js_samples_sum=js_samples.sum().data,
             )
@@ -143,33 +146,54 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
         the generator's stepwise KL to the (detached) mediator along its
         samples, with `score` (default: --cot-gamma above 0) the zero-valued
         surrogate of its score-function term (from the same forward: see
-        `generator_loss`), log-probabilities of the samples
-        and, with `estimate`, the generator's NLL of the data (for the JS
-        estimate)."""
+        `generator_loss`) and, with `estimate`, the generator's and the
+        mediator's log-probabilities of data and samples, in float64 (for the
+        JS estimate, `estimate_log_probs`)."""
         data_mask = data_target.ne(self.padding_idx)
         sample_input = self.teacher_forcing_input(data_input, samples)
         sample_mask = samples.ne(self.padding_idx)
         drawn = sample_mask & ~forced  # forced EOS is not a draw from G
 
-        mediator_data, mediator_samples = (
-            masked_log_softmax(logits, self.banned)
-            for logits in self.mediator_logits(mediator, data_input, sample_input))
-        generator_samples = masked_log_softmax(generator(**sample_input)[0], self.banned)
+        mediator_data, mediator_samples = self.mediator_logits(mediator, data_input, sample_input)
+        generator_samples = generator(**sample_input)[0]
+        terms = {}
+        if estimate:  # from the logits, before float32 log-probabilities replace them
+            with torch.no_grad():
+                generator_data = generator(**data_input)[0]
+            terms = self.estimate_log_probs(generator_data, generator_samples, mediator_data,
+                                            mediator_samples, data_target, data_mask, samples, drawn)
+        # the logits are freed as each log-softmax replaces them
+        mediator_data = masked_log_softmax(mediator_data, self.banned)
+        mediator_samples = masked_log_softmax(mediator_samples, self.banned)
+        generator_samples = masked_log_softmax(generator_samples, self.banned)
         step_kls = step_kl(generator_samples, mediator_samples.detach())  # [S, T]
-        terms = {
+        terms.update({
             "mediator_nll_data": -token_log_probs(mediator_data, data_target, data_mask),
             "mediator_nll_samples": -token_log_probs(mediator_samples, samples, sample_mask),
             "generator_kl": (step_kls * drawn).sum(-1),
-            "generator_log_prob_samples": token_log_probs(generator_samples.detach(), samples, drawn),
-            "mediator_log_prob_samples": token_log_probs(mediator_samples.detach(), samples, drawn),
-        }
+        })
         if (self.gamma > 0) if score is None else score:  # unused at gamma 0: not built
             terms["generator_score"] = score_function_surrogate(step_kls, generator_samples, samples, drawn)
-        if estimate:
-            with torch.no_grad():
-                generator_data = masked_log_softmax(generator(**data_input)[0], self.banned)
-            terms["generator_nll_data"] = -token_log_probs(generator_data, data_target, data_mask)
         return terms
+
+    @torch.no_grad()
+    def estimate_log_probs(self, generator_data, generator_samples, mediator_data,
+                           mediator_samples, data_target, data_mask, samples, drawn):
+        """log G and log M of the data and of the samples' drawn tokens, from
+        the four logits, in float64: the JS estimate (`js_pi_terms`) divides
+        their rounding error by pi through P/M = (1 - (1 - pi) G/M) / pi.
+        float32's, 1e-7 of each log-probability, put the estimate of an exact
+        mixture 0.35% off at pi = 1e-6 and 17% at 1e-9 (one rounding per
+        sequence; a sequence sums one per token)."""
+        def log_probs(logits, tokens, mask):
+            return token_log_probs(masked_log_softmax(logits, self.banned, torch.float64), tokens, mask)
+
+        return {
+            "generator_log_prob_data": log_probs(generator_data, data_target, data_mask),
+            "mediator_log_prob_data": log_probs(mediator_data, data_target, data_mask),
+            "generator_log_prob_samples": log_probs(generator_samples, samples, drawn),
+            "mediator_log_prob_samples": log_probs(mediator_samples, samples, drawn),
+        }
 
     def generator_loss(self, terms):
         """Per sample, the generator's loss, whose gradient is CoT's estimator
@@ -218,16 +242,23 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
                 and self.num_updates % self.mediator_steps == 0)
 
     def draw_samples(self, generator, data_input, batch_size, rng):
+        """Samples of at most a * source length + b tokens (b for language
+        models), and at most the generator's max_decoder_positions(), as
+        fairseq's SequenceGenerator caps --max-len-a/b: the decoder takes no
+        longer prefix, the sampler's cache is that long, and a * length + b
+        past 2^63 would wrap to a negative integer, clamped to 1 (one-token
+        samples). a * length + b in float64, as fairseq computes it."""
         copies = self.samples_per_source
+        longest = generator.max_decoder_positions()
         if decoder_input_key(data_input) == "prev_output_tokens":  # condition on the source
             order = self.source_order(batch_size, data_input["src_tokens"].device)
             encoder_input = {key: data_input[key].index_select(0, order)
                              for key in ("src_tokens", "src_lengths")}
-            limits = (self.max_len_a * encoder_input["src_lengths"].float() + self.max_len_b)
-            limits = limits.long().clamp(min=1)
+            limits = self.max_len_a * encoder_input["src_lengths"].double() + self.max_len_b
+            limits = limits.clamp(min=1, max=longest).long()
         else:
             encoder_input = None
-            limits = torch.full((batch_size * copies,), self.max_len_b, dtype=torch.long,
+            limits = torch.full((batch_size * copies,), min(self.max_len_b, longest), dtype=torch.long,
                                 device=data_input["src_tokens"].device)
         with torch.no_grad(), evaluation_mode(generator):
             return ancestral_sample(generator, limits, self.eos, self.padding_idx,

@@ -14,10 +14,11 @@ from torch import Tensor
 from fairseq_ot.modules.token_prediction import mask_banned
 
 
-def masked_log_softmax(logits: Tensor, banned=()) -> Tensor:
-    """Log-probabilities in float32 over the tokens a sequence can contain:
-    `banned` symbols (pad, BOS) get none, matching what the sampler draws."""
-    return F.log_softmax(mask_banned(logits.float(), banned), dim=-1)
+def masked_log_softmax(logits: Tensor, banned=(), dtype=torch.float32) -> Tensor:
+    """Log-probabilities in float32 (or `dtype`) over the tokens a sequence
+    can contain: `banned` symbols (pad, BOS) get none, matching what the
+    sampler draws."""
+    return F.log_softmax(mask_banned(logits.to(dtype), banned), dim=-1)
 
 
 def step_kl(lprobs_p: Tensor, lprobs_q: Tensor) -> Tensor:
@@ -91,6 +92,22 @@ def token_log_probs(lprobs: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     return torch.where(mask, gathered, torch.zeros_like(gathered)).sum(-1)
 
 
+def log1mexp(x: Tensor) -> Tensor:
+    """log(1 - e^x) for x < 0, to full relative precision at both ends:
+    log(-expm1(x)) where e^x is near 1 (x > -log 2), log1p(-exp(x)) where
+    it is small (Maechler 2012, "Accurately Computing log(1 - exp(-|a|))")."""
+    near_zero = x > -math.log(2)
+    # each branch evaluated only where it is accurate, so neither takes log(0)
+    return torch.where(near_zero, torch.log(-torch.expm1(torch.where(near_zero, x, -1.0))),
+                       torch.log1p(-torch.exp(torch.where(near_zero, -1.0, x))))
+
+
+# The mediator estimate's data term divides the rounding error of float64
+# sequence log-probabilities (2^-53 of |log Q(s)|: 1e-13 at a thousand nats)
+# by pi: below 1e-4 of a one-nat estimate from pi = 1e-9 up.
+MIN_MEDIATOR_PI = 1e-9
+
+
 def js_pi_terms(log_q_data, log_m_data, log_q_samples, log_m_samples, pi):
     """Per-sequence terms of the mediator estimate of JS_pi[P||Q]:
 
@@ -98,43 +115,136 @@ def js_pi_terms(log_q_data, log_m_data, log_q_samples, log_m_samples, pi):
         P / M = (1 - (1 - pi) Q / M) / pi   when M = pi P + (1 - pi) Q,
 
     so both expectations need only log Q and log M of sequences, data for the
-    first, samples of Q for the second. Returns the weighted terms
-    (pi log(P/M) per data sequence, (1 - pi) log(Q/M) per sample); an imperfect
-    mediator can make 1 - (1 - pi) Q/M <= 0, clamped to keep the log finite."""
-    ratio = torch.exp((log_q_data - log_m_data).clamp(max=50.0))
-    p_over_m = ((1 - (1 - pi) * ratio) / pi).clamp(min=1e-8)
-    return pi * torch.log(p_over_m), (1 - pi) * (log_q_samples - log_m_samples)
+    first, samples of Q for the second.
+
+    Parameters
+    ----------
+    log_q_data, log_m_data : Tensor, shape (B,)
+        log Q(s) and log M(s) of data sequences.
+    log_q_samples, log_m_samples : Tensor, shape (S,)
+        the same of samples of Q.
+    pi : float
+        the mixture weight, in [MIN_MEDIATOR_PI, 1).
+
+    Returns
+    -------
+    data_terms : Tensor, shape (B,)
+        pi log(P/M) per data sequence, computed as
+        pi (log(1 - e^x) - log pi), x = log(1 - pi) + log Q - log M: log1mexp
+        keeps 1 - (1 - pi) Q/M exact both where it is about pi P/M (pi near
+        0) and near 1 (pi near 1), where it would round to 0 or to 1.
+    sample_terms : Tensor, shape (S,)
+        (1 - pi) log(Q/M) per sample.
+
+    In the input's dtype: near pi = 0, 1 - (1 - pi) Q/M = pi P/M comes from
+    a difference of log-probabilities, whose rounding error, divided by pi,
+    is the estimate's: feed float64. An imperfect mediator can make
+    (1 - pi) Q/M >= 1: P/M is then clamped to 1e-8, keeping the log finite.
+    """
+    x = (math.log1p(-pi) + (log_q_data - log_m_data)).clamp(max=math.log1p(-1e-8 * pi))
+    return pi * (log1mexp(x) - math.log(pi)), (1 - pi) * (log_q_samples - log_m_samples)
+
+
+def _js_summands(log_q: Tensor, log_p: float, pi: float):
+    """JS_pi[P||Q] / (pi (1 - pi)), entry by entry, and its derivative in
+    log Q, for P(v) = exp(log_p) > 0 and M = pi P + (1 - pi) Q:
+
+        loss(v) = (Q / pi) log(Q / M) + (P / (1 - pi)) log(P / M),
+        grad(v) = (Q / pi) log(Q / M)       (P fixed; the P term's and the
+                  mixture's derivatives cancel: d JS_pi / dQ = (1 - pi) log(Q/M)).
+
+    Summed over v, loss is the definition divided by pi (1 - pi). Near
+    pi = 0 log(Q/M) is about pi (1 - P/Q) and the Q terms, each about Q - P,
+    add up to O(pi); near pi = 1 the same holds for log(M/P) and the P terms.
+    A difference log Q - log M would keep only the rounding of the two logs,
+    eps |log Q| (1e-6 in float32), of a ratio of size pi. So the ratio that
+    is near 1 comes from log1p of its exact offset, M/Q = 1 + pi (P/Q - 1)
+    or M/P = 1 + (1 - pi)(Q/P - 1), with relative error eps, and each
+    summand loses only eps |P - Q|: the sum stays within float32's
+    precision of the loss at every pi.
+
+    log(Q/P) is clamped at log(pi) - 30: below it Q < e^-30 pi P, M is pi P
+    and Q's own terms vanish (to e^-30 relative), as for Q = 0; the clamp
+    keeps -inf or -1e30 log-probabilities finite and log(Q/P) - log(M/P)
+    exact to 1e-5.
+
+    Parameters
+    ----------
+    log_q : Tensor
+        log Q(v), float32 or float64, any shape.
+    log_p : float
+        log P(v), the same for every entry.
+    pi : float
+        the mixture weight, in [MIN_TOKEN_PI, 1).
+
+    Returns
+    -------
+    loss, grad : Tensor, the shape of log_q
+
+    References
+    ----------
+    Huszar (2015), "How (not) to Train your Generative Model: Scheduled
+    Sampling, Likelihood, Adversary?", for JS_pi and its limits.
+    """
+    log_q_over_p = (log_q - log_p).clamp(min=math.log(pi) - 30)
+    if pi <= 0.5:
+        log_q_over_m = -torch.log1p(pi * torch.expm1(-log_q_over_p))
+        log_m_over_p = log_q_over_p - log_q_over_m
+    else:
+        log_m_over_p = torch.log1p((1 - pi) * torch.expm1(log_q_over_p))
+        log_q_over_m = log_q_over_p - log_m_over_p
+    grad = torch.exp(log_q_over_p + (log_p - math.log(pi))) * log_q_over_m
+    return grad - (math.exp(log_p) / (1 - pi)) * log_m_over_p, grad
+
+
+class _SmoothedTokenGJS(torch.autograd.Function):
+    """JS_pi / (pi (1 - pi)) per position for a label-smoothed target, its
+    gradient over the log-probabilities a by-product of the forward pass:
+    only that [N, V] tensor waits for backward, where autograd through the
+    summands would keep several."""
+
+    @staticmethod
+    def forward(ctx, lprobs, target, pi, label_smoothing):
+        off_target = label_smoothing / (lprobs.size(-1) - 1)
+        loss, grad = _js_summands(lprobs, math.log(off_target), pi)
+        # the target column, summed above with P = off_target, replaced by P = 1 - smoothing
+        index = target.unsqueeze(-1)
+        target_loss, target_grad = _js_summands(lprobs.gather(-1, index),
+                                                math.log1p(-label_smoothing), pi)
+        ctx.save_for_backward(grad.scatter_(-1, index, target_grad))
+        return loss.sum(-1) - loss.gather(-1, index).squeeze(-1) + target_loss.squeeze(-1)
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_loss.unsqueeze(-1), None, None, None
+
+
+# Below this pi, 1/pi, by which the label-smoothed loss scales Q entry by
+# entry, leaves float32's range (3.4e38).
+MIN_TOKEN_PI = 1e-30
 
 
 def token_js_pi(lprobs: Tensor, target: Tensor, pi: float, label_smoothing: float = 0.0) -> Tensor:
-    """JS_pi[P_t||Q_t] per position, P_t the one-hot (or label-smoothed) target
-    and Q_t = exp(lprobs) the model: [N, V], [N] -> [N].
+    """JS_pi[P_t||Q_t] / (pi (1 - pi)) per position, the token loss of `gjs`:
+    P_t the one-hot (or label-smoothed) target and Q_t = exp(lprobs) the
+    model, [N, V], [N] -> [N] float32. Divided by pi (1 - pi) it tends to
+    KL[P||Q] as pi -> 0 and to KL[Q||P] as pi -> 1; computed already
+    divided, it stays of order 1 at every pi.
 
-    With one-hot P it is closed form in Q_t(y):
-        KL[P||M] = -log M(y),  M(y) = pi + (1 - pi) Q(y)
-        KL[Q||M] = -(1 - Q(y)) log(1 - pi) + Q(y) (log Q(y) - log M(y)).
-    With label smoothing, JS_pi = H(M) - pi H(P) - (1 - pi) H(Q) over V,
-    M bounded away from 0 by the smoothing."""
+    With label smoothing: `_js_summands` over V, in float32. With one-hot P,
+    only Q(y) counts, in float64 ([N] values): the target's summands with
+    P(y) = 1, plus the other tokens', where P = 0 and M = (1 - pi) Q, so
+    (Q / pi) log(Q/M) = -Q log(1 - pi) / pi: -(1 - Q(y)) log(1 - pi) / pi in
+    all. (The textbook KL[Q||M] = -(1 - Q(y)) log(1 - pi) + Q(y) (log Q(y) -
+    log M(y)) in float32 rounded log Q(y) - log M(y), about -pi (1 - Q(y)) /
+    Q(y), to 0: at pi = 1e-9 a loss (1 - Q(y)) nats per token too high, and
+    a wrong gradient.) The label-smoothed loss keeps one [N, V] tensor, its
+    gradient, for backward, where autograd through the textbook form kept
+    four."""
     lprobs = lprobs.float()
-    log_pi, log_1m_pi = math.log(pi), math.log1p(-pi)
-    if label_smoothing == 0:
-        log_q_y = lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        log_m_y = torch.logaddexp(torch.full_like(log_q_y, log_pi), log_1m_pi + log_q_y)
-        q_y = log_q_y.exp()
-        kl_q_m = -(1 - q_y) * log_1m_pi + q_y * (log_q_y - log_m_y)
-        return pi * (-log_m_y) + (1 - pi) * kl_q_m
-    vocab = lprobs.size(-1)
-    off_target = label_smoothing / (vocab - 1)
-    q = lprobs.exp()
-    # M >= pi * off_target > 0 everywhere: its log is safe in probability space;
-    # the target column is corrected afterwards instead of building P [N, V].
-    m = (1 - pi) * q + pi * off_target
-    entropy_m = -(m * m.log()).sum(-1)
-    q_y = q.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    m_y_wrong = (1 - pi) * q_y + pi * off_target
-    m_y = (1 - pi) * q_y + pi * (1 - label_smoothing)
-    entropy_m = entropy_m + m_y_wrong * m_y_wrong.log() - m_y * m_y.log()
-    entropy_q = -(q * lprobs).sum(-1)
-    entropy_p = -((1 - label_smoothing) * math.log1p(-label_smoothing)
-                  + label_smoothing * math.log(off_target))
-    return entropy_m - pi * entropy_p - (1 - pi) * entropy_q
+    if label_smoothing > 0:
+        return _SmoothedTokenGJS.apply(lprobs, target, pi, label_smoothing)
+    log_q = lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1).double()
+    target_loss, _ = _js_summands(log_q, 0.0, pi)
+    return (target_loss + torch.expm1(log_q) * (math.log1p(-pi) / pi)).float()

@@ -29,8 +29,8 @@ def check_schedule(schedule, k, c, eps_min, warmup_updates):
     }[schedule]
     if not valid_k[0]:
         raise FlagError(f"--ss-k must be {valid_k[1]} for the {schedule} schedule, got {k}")
-    if c < 0:
-        raise FlagError(f"--ss-c must be >= 0, got {c}")
+    if not (math.isfinite(c) and c >= 0):  # nan or inf: k - c i is nan at i = 0
+        raise FlagError(f"--ss-c must be finite and >= 0, got {c}")
     if not 0 <= eps_min <= 1:
         raise FlagError(f"--ss-min must be in [0, 1], got {eps_min}")
     if warmup_updates < 0:
