@@ -42,9 +42,8 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.trainer import Trainer
 from torch import nn
 
-from fairseq_ot.cli.synthetic_turing_test import TRAINING_ARGS
 from fairseq_ot.paths import USER_DIR
-from fairseq_ot.synthetic.flags import GENERATOR_ARGS
+from fairseq_ot.synthetic.flags import GENERATOR_ARGS, TRAINING_ARGS
 from fairseq_ot.synthetic.lm_data import build_oracle_lm_data
 from fairseq_ot.synthetic.oracle import OracleLSTM
 

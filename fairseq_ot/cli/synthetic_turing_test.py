@@ -47,18 +47,10 @@ from fairseq_ot.synthetic.evaluation import load_split_words, nll_oracle, nll_te
 from fairseq_ot.synthetic.lm_data import (
     build_oracle_lm_data, fairseq_to_oracle_ids, oracle_id_table,
 )
-from fairseq_ot.synthetic.flags import GENERATOR_ARGS, MEDIATOR_ARGS
+from fairseq_ot.synthetic.flags import GENERATOR_ARGS, MEDIATOR_ARGS, TRAINING_ARGS
 from fairseq_ot.synthetic.oracle import OracleLSTM
 
 METHODS = ("mle", "scheduled_sampling", "cot", "gjs_0.25", "gjs_0.5", "gjs_0.75")
-TRAINING_ARGS = [
-    "--sample-break-mode", "eos", "--tokens-per-sample", "32", "--batch-size", "64",
-    "--optimizer", "adam", "--adam-betas", "(0.9, 0.95)", "--lr", "1e-3",
-    "--keep-interval-updates", "-1", "--no-epoch-checkpoints", "--disable-validation",
-    "--log-format", "json", "--log-interval", "50", "--seed", "1",
-    # a data-loading process per run would compete for the same 2 cores
-    "--num-workers", "0",
-]
 # Updates per minute measured with two runs sharing the 2 (busy) cores of the
 # development machine (commit a3c7d59, with fairseq's lstm_lm, before the
 # cheaper updates of fused_lstm_lm). They set the checkpoint interval and the

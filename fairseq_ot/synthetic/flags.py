@@ -1,6 +1,7 @@
-"""The synthetic test's generator and mediator as fairseq-train flags, shared
-by the Turing test (fairseq_ot/cli/synthetic_turing_test.py) and the
-gamma-estimator study (fairseq_ot/analysis/gamma_estimator.py).
+"""The synthetic test's generator, mediator and training as fairseq-train
+flags, shared by the Turing test (fairseq_ot/cli/synthetic_turing_test.py),
+the gamma-estimator study (fairseq_ot/analysis/gamma_estimator.py) and the
+update benchmark (fairseq_ot/cli/bench_lm_update.py).
 
 Both are the plugin's `fused_lstm_lm`: lstm_lm's model (sizes, initialisation,
 dropout) with one nn.LSTM call per forward instead of a Python loop of
@@ -17,4 +18,12 @@ MEDIATOR_ARGS = [
     "--mediator-embed-dim", "64", "--mediator-hidden-dim", "64", "--mediator-dropout", "0.1",
     # 20 words and EOS: samples as long as the data
     "--cot-max-len-b", "21", "--ddp-backend", "legacy_ddp",
+]
+TRAINING_ARGS = [
+    "--sample-break-mode", "eos", "--tokens-per-sample", "32", "--batch-size", "64",
+    "--optimizer", "adam", "--adam-betas", "(0.9, 0.95)", "--lr", "1e-3",
+    "--keep-interval-updates", "-1", "--no-epoch-checkpoints", "--disable-validation",
+    "--log-format", "json", "--log-interval", "50", "--seed", "1",
+    # a data-loading process per run would compete for the same 2 cores
+    "--num-workers", "0",
 ]
