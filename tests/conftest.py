@@ -30,6 +30,16 @@ TINY_TRANSFORMER = [
 ]
 
 
+def one_line_error(capsys, main, argv):
+    """The one stderr line with which main(argv) exits with status 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    return lines[0]
+
+
 def run_cli(*command, check=True):
     """Run a fairseq command line; returns its combined output."""
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -17,7 +17,7 @@ from fairseq.models.lstm import LSTMDecoder
 from fairseq.models.lstm_lm import LSTMLanguageModel
 
 from captioning_data import write_raw_flickr
-from conftest import SHARED_DATA, USER_DIR, load_script, run_cli
+from conftest import SHARED_DATA, USER_DIR, load_script, one_line_error, run_cli
 from fairseq_ot.data.caption_dataset import references_file
 from fairseq_ot.data_prep import caption_lm, flickr8k
 from fairseq_ot.evaluation.lm_sampling import LoadedLM, sample_sentences, split_nll
@@ -318,15 +318,6 @@ def test_sweep_writes_the_table_and_the_plot(runs, data_bin, tmp_path):
     sample_lm.main([str(runs[1] / "checkpoints" / "checkpoint_last.pt"), str(data_bin), "--num", "10",
                     "--temperature", "1.0", "--seed", "1", "--out", str(tmp_path / "cot.txt")])
     assert read(tmp_path / "cot.txt") == read(tmp_path / "sweep_samples" / "cot_t1.txt")
-
-
-def one_line_error(capsys, main, argv):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1
-    return lines[0]
 
 
 def test_bad_input_is_one_line(runs, data_bin, tmp_path, capsys):

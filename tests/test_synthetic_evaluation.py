@@ -1,7 +1,8 @@
 """The synthetic Turing test's scores against independent computations on a
 tiny random oracle: a fairseq lstm_lm given the oracle's weights must score
 the oracle's own NLL and sample the oracle's distribution; any lstm_lm's
-NLL_test must equal step-by-step teacher forcing of one sequence at a time."""
+NLL_test must equal step-by-step teacher forcing of one sequence at a time,
+at any softmax temperature."""
 
 import math
 
@@ -73,48 +74,69 @@ def test_nll_test_of_the_oracle_copy_is_the_oracle_nll():
 
 
 @torch.no_grad()
-def stepwise_mean_nll(model, dictionary, words):
+def stepwise_mean_nll(model, dictionary, words, temperature=1.0):
     """Teacher forcing one sequence and one token at a time, through the
-    decoder's incremental state."""
+    decoder's incremental state, of softmax(logits / temperature)."""
     total = 0.0
     for sequence in words:
         state, previous = {}, torch.tensor([[dictionary.eos()]])
         for word in sequence:
             logits = model.decoder(previous, incremental_state=state)[0][0, -1]
-            total -= torch.log_softmax(logits.double(), dim=0)[word].item()
+            total -= torch.log_softmax(logits.double() / temperature, dim=0)[word].item()
             previous = torch.cat([previous, word.view(1, 1)], dim=1)
     return total / words.numel()
 
 
-def test_nll_test_equals_per_sequence_teacher_forcing():
-    dictionary = oracle_dictionary()
+def random_lstm_lm(dictionary):
     torch.manual_seed(0)
     model = tiny_lstm_lm(dictionary)
     with torch.no_grad():  # fairseq's initialization is too small for inputs to matter much
         for parameter in model.parameters():
             parameter.normal_()
+    return model
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 1.7])
+def test_nll_test_equals_per_sequence_teacher_forcing(temperature):
+    dictionary = oracle_dictionary()
+    model = random_lstm_lm(dictionary)
     words = torch.randint(dictionary.nspecial, len(dictionary), (9, 20))
-    expected = stepwise_mean_nll(model, dictionary, words)
-    assert math.isclose(nll_test(model, dictionary, words, batch_size=4), expected, rel_tol=1e-6)
+    expected = stepwise_mean_nll(model, dictionary, words, temperature)
+    assert math.isclose(nll_test(model, dictionary, words, batch_size=4, temperature=temperature), expected,
+                        rel_tol=1e-6)
 
 
-def exact_pair_probabilities(oracle):
-    """p(first, second) of every two-word prefix, flattened [VOCAB * VOCAB]."""
+def test_temperature_changes_nll_test_and_one_is_the_default_bit_for_bit():
+    dictionary = oracle_dictionary()
+    model = random_lstm_lm(dictionary)
+    words = torch.randint(dictionary.nspecial, len(dictionary), (9, 20))
+    assert nll_test(model, dictionary, words, temperature=1.0) == nll_test(model, dictionary, words)
+    assert nll_test(model, dictionary, words, temperature=0.5) != nll_test(model, dictionary, words)
+
+
+def exact_pair_probabilities(oracle, temperature=1.0):
+    """p_T(first, second) of every two-word prefix, flattened [VOCAB * VOCAB]:
+    each step's distribution raised to 1 / T and renormalized, which is
+    softmax(logits / T)."""
     pairs = torch.cartesian_prod(torch.arange(VOCAB), torch.arange(VOCAB))
-    return torch.exp(-oracle.token_nll(pairs).double().sum(dim=1))
+    log_p = -oracle.token_nll(pairs).double().view(VOCAB, VOCAB, 2) / temperature
+    first = torch.log_softmax(log_p[:, 0, 0], dim=0)  # the first word's NLL is the same for every second
+    second = torch.log_softmax(log_p[:, :, 1], dim=1)
+    return torch.exp(first[:, None] + second).flatten()
 
 
-def test_samples_are_words_with_the_models_distribution():
+@pytest.mark.parametrize("temperature", [1.0, 0.8, 1.5])
+def test_samples_are_words_with_the_models_distribution(temperature):
     oracle, dictionary = tiny_oracle(), oracle_dictionary()
     model = lstm_lm_copy_of(oracle, dictionary)
     torch.manual_seed(0)
     n = 20000
-    samples = sample_words(model, dictionary, n, length=2, batch_size=3000)
+    samples = sample_words(model, dictionary, n, length=2, batch_size=3000, temperature=temperature)
     assert samples.shape == (n, 2)
     assert samples.min() >= dictionary.nspecial  # never a special symbol
     oracle_ids = samples - dictionary.nspecial
     counts = torch.bincount(oracle_ids[:, 0] * VOCAB + oracle_ids[:, 1], minlength=VOCAB**2)
-    expected = n * exact_pair_probabilities(oracle)
+    expected = n * exact_pair_probabilities(oracle, temperature)
     assert expected.min() > 5  # the chi-square approximation holds
     chi_square = ((counts - expected) ** 2 / expected).sum().item()
     assert chi_square < 37.7  # the 0.999 quantile for 15 degrees of freedom

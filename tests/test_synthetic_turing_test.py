@@ -1,14 +1,19 @@
 """The synthetic Turing test's training budget: fairseq's cumulative training
-time, resumed and extended from the checkpoints."""
+time, resumed and extended from the checkpoints; the temperature sweep of its
+models against teacher forcing of the tempered model."""
 
+import json
+import math
 import re
 
 import torch
 
+from fairseq_ot.evaluation.lm_sampling import load_generator
+from fairseq_ot.synthetic.evaluation import load_split_words
 from fairseq_ot.synthetic.lm_data import build_oracle_lm_data
 from fairseq_ot.synthetic.oracle import OracleLSTM
 
-from conftest import load_script
+from conftest import load_script, one_line_error
 
 synthetic = load_script("synthetic_turing_test")
 
@@ -63,3 +68,33 @@ def test_checkpoints_are_ordered_by_updates_then_last(tmp_path):
         (folder / name).touch()
     assert [path.name for path in synthetic.saved_checkpoints(tmp_path)] == [
         "checkpoint_1_98.pt", "checkpoint_1_450.pt", "checkpoint_2_1000.pt", "checkpoint_last.pt"]
+
+
+def test_oracle_temperature_sweep_scores_the_tempered_model(tmp_path, capsys):
+    from test_synthetic_evaluation import stepwise_mean_nll
+
+    sweep = load_script("sweep_oracle_temperature")
+    oracle = OracleLSTM.random(seed=3, vocab=50)
+    data_bin = build_oracle_lm_data(oracle, tmp_path / "data", n_train=300, n_valid=64, n_test=16)
+    run_dir = tmp_path / "runs" / "mle"
+    assert [launch["returncode"] for launch in synthetic.train(data_bin, "mle", run_dir, 0.03, "cpu")] == [0]
+    out = tmp_path / "sweep.png"
+    sweep.main([str(run_dir), "--data", str(data_bin), "--out", str(out), "--temperatures", "0.5", "1", "2",
+                "--samples", "50"])
+    points = json.loads(out.with_suffix(".json").read_text())["points"]
+    assert [p["temperature"] for p in points] == [0.5, 1.0, 2.0] and out.stat().st_size > 0
+    lm = load_generator(run_dir / "checkpoints" / "checkpoint_last.pt", data_bin)
+    test_words = load_split_words(data_bin, "test", lm.dictionary)
+    for point in points:
+        expected = stepwise_mean_nll(lm.generator, lm.dictionary, test_words, point["temperature"])
+        assert math.isclose(point["nll_test"], expected, rel_tol=1e-5)
+    table = out.with_suffix(".md").read_text()
+    assert f"| mle | {points[0]['updates']} | {points[0]['nll_oracle']:.3f} / {points[0]['nll_test']:.3f} |" in table
+
+    png = str(tmp_path / "bad.png")
+    assert one_line_error(capsys, sweep.main, [str(run_dir), "--data", str(data_bin), "--out", png,
+                                               "--temperatures", "1", "0"]
+                          ).endswith("error: --temperature must be > 0, got 0.0")
+    missing = tmp_path / "nothing"
+    assert one_line_error(capsys, sweep.main, [str(missing), "--data", str(data_bin), "--out", png]
+                          ).endswith(f"error: {missing / 'checkpoints' / 'checkpoint_last.pt'}: no such checkpoint file")

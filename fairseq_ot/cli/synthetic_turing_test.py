@@ -43,7 +43,7 @@ from fairseq.data import Dictionary
 from fairseq_ot.paths import USER_DIR
 from fairseq_ot.evaluation.files import write_atomically
 from fairseq_ot.evaluation.lm_sampling import load_generator
-from fairseq_ot.synthetic.evaluation import load_split_words, nll_oracle, nll_test
+from fairseq_ot.synthetic.evaluation import load_split_words, nll_oracle, nll_test, oracle_reference
 from fairseq_ot.synthetic.lm_data import (
     build_oracle_lm_data, fairseq_to_oracle_ids, oracle_id_table,
 )
@@ -61,7 +61,6 @@ UPDATES_PER_MINUTE = {"mle": 490, "scheduled_sampling": 275, "mediator": 110}
 CURVE_POINTS = 10
 SS_MIN = 0.7
 EVAL_SEED = 1234
-ORACLE_ENTROPY_SEED = 4321
 PUBLISHED_NLL_ORACLE = {  # CoT paper (Lu et al. 2019), Table 1
     "MLE": 9.08, "scheduled sampling": 8.89, "CoT": 8.19,
 }
@@ -239,13 +238,6 @@ def evaluate_run(method, launches, data_bin, oracle, test_words, args):
             "code": sorted({launch["code"] for launch in launches}),
             "schedule_minutes": launches[0]["minutes"], "curve": curve,
             "final": curve[-1], "last_logged": last_logged_stats(run_dir / "train.log")}
-
-
-def oracle_reference(oracle, test_words_oracle_ids, n):
-    """The oracle scored as a model: its entropy rate (NLL of its own fresh
-    samples) and its NLL of the test set."""
-    samples = oracle.sample(n, seed=ORACLE_ENTROPY_SEED)
-    return {"nll_oracle": oracle.nll(samples), "nll_test": oracle.nll(test_words_oracle_ids)}
 
 
 def markdown_table(results, oracle_row, minutes):

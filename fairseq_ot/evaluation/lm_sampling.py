@@ -108,10 +108,15 @@ def sample_sentences(lm, n, temperature=1.0, seed=1, max_tokens=None, ban_unk=Fa
     return sentences, truncated
 
 
-def summed_nll(generator, inputs, targets, pad):
-    """(sum over the non-pad targets of -log p(target | inputs), their count):
-    one teacher-forced forward of the language model, in float64 sums."""
+def summed_nll(generator, inputs, targets, pad, temperature=1.0):
+    """(sum over the non-pad targets of -log p_T(target | inputs), their
+    count): one teacher-forced forward of the language model, in float64
+    sums, p_T = softmax(z / T) of the model's logits z, as sampling at
+    `temperature` draws."""
+    require_temperature(temperature)
     net_output = generator(inputs)
+    if temperature != 1.0:  # T = 1 keeps the model's own output bit for bit
+        net_output = (net_output[0] / temperature, *net_output[1:])
     log_probs = generator.get_normalized_probs(net_output, log_probs=True)
     picked = log_probs.gather(2, targets.unsqueeze(2)).squeeze(2).double()
     real = targets.ne(pad)

@@ -1,0 +1,156 @@
+"""NLL_oracle against NLL_test over the softmax temperature on the synthetic
+oracle (Caccia et al., ICLR 2020, "Language GANs Falling Short"): for each
+run (one method) and each temperature T, the oracle's NLL of --samples
+sequences drawn from softmax(z / T) (quality) and the tempered model's NLL of
+the held-out oracle samples (coverage), both in nats per word over the 20
+words (fairseq_ot/synthetic/evaluation.py).
+
+    python scripts/sweep_oracle_temperature.py OUT/runs/mle OUT/runs/cot ... \\
+        --data OUT/data/data-bin --out sweep.png [--temperatures 0.7 0.8 ...] \\
+        [--samples 10000] [--seed 1234] [--checkpoint checkpoint_last.pt]
+
+OUT is a folder of scripts/synthetic_turing_test.py; a run is a folder with
+checkpoints/CHECKPOINT, the method is its name. Writes the plot (--out: one
+curve per method through its temperatures, NLL_test across, NLL_oracle up,
+better to the lower left), the table (OUT with .md) and every point (--json,
+default OUT with .json). Lowering T trades coverage for quality; a method is
+ahead only where its curve lies below the others' at the same NLL_test.
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+# importing fairseq (the plugin's cli package does) sets the root logger to
+# DEBUG; matplotlib would then log every font lookup
+logging.getLogger().setLevel(logging.WARNING)
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+from fairseq.data import Dictionary
+
+from fairseq_ot.errors import FlagError, print_one_line, require
+from fairseq_ot.evaluation.files import write_atomically
+from fairseq_ot.evaluation.lm_sampling import load_generator, require_checkpoint, require_temperature
+from fairseq_ot.synthetic.evaluation import load_split_words, nll_oracle, nll_test, oracle_reference
+from fairseq_ot.synthetic.lm_data import fairseq_to_oracle_ids, oracle_id_table
+from fairseq_ot.synthetic.oracle import OracleLSTM
+
+DEFAULT_TEMPERATURES = (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
+                        help="run folders, one per method, each with checkpoints/CHECKPOINT")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="the synthetic test's binarized oracle samples (OUT/data/data-bin)")
+    parser.add_argument("--out", type=Path, required=True, help="the plot (PNG)")
+    parser.add_argument("--json", type=Path, help="every point (default: --out with .json)")
+    parser.add_argument("--temperatures", type=float, nargs="+", default=list(DEFAULT_TEMPERATURES),
+                        help=f"softmax temperatures (default {' '.join(map(str, DEFAULT_TEMPERATURES))})")
+    parser.add_argument("--samples", type=int, default=10000,
+                        help="model samples scored by the oracle per point (default 10000)")
+    parser.add_argument("--seed", type=int, default=1234, help="sampling seed, the same at every point")
+    parser.add_argument("--checkpoint", default="checkpoint_last.pt", help="checkpoint file of each run")
+    return parser
+
+
+def check_args(args):
+    """FlagError for values no sweep can use, before anything is loaded."""
+    for temperature in args.temperatures:
+        require_temperature(temperature)
+    require(args.samples >= 1, "--samples", ">= 1", args.samples)
+    names = [run.name for run in args.runs]
+    if len(set(names)) < len(names):
+        raise FlagError(f"RUN_DIR names the methods and must differ: {' '.join(names)}")
+    for run in args.runs:
+        require_checkpoint(run / "checkpoints" / args.checkpoint)
+
+
+def sweep_run(run, args, oracle, test_words):
+    """One point per temperature of one run."""
+    lm = load_generator(run / "checkpoints" / args.checkpoint, args.data)
+    points = []
+    for temperature in args.temperatures:
+        torch.manual_seed(args.seed)  # every point drawn from the same stream
+        point = {"method": run.name, "updates": lm.num_updates, "temperature": temperature,
+                 "samples": args.samples, "seed": args.seed, "n_test": len(test_words),
+                 "nll_oracle": nll_oracle(lm.generator, lm.dictionary, oracle, args.samples,
+                                          temperature=temperature),
+                 "nll_test": nll_test(lm.generator, lm.dictionary, test_words, temperature=temperature)}
+        print(f"{run.name:>20} T {temperature:<4g} NLL_oracle {point['nll_oracle']:.3f} "
+              f"NLL_test {point['nll_test']:.3f}", flush=True)
+        points.append(point)
+    return points
+
+
+def markdown_table(points, reference, temperatures):
+    """Rows: methods; columns: NLL_oracle / NLL_test at each temperature."""
+    header = ["method", "updates"] + [f"T {t:g}" for t in temperatures]
+    rows = ["NLL_oracle / NLL_test, nats per word; lower is better for both.", "",
+            "| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
+    for method in dict.fromkeys(point["method"] for point in points):
+        mine = {p["temperature"]: p for p in points if p["method"] == method}
+        cells = [method, str(next(iter(mine.values()))["updates"])]
+        cells += [f"{mine[t]['nll_oracle']:.3f} / {mine[t]['nll_test']:.3f}" for t in temperatures]
+        rows.append("| " + " | ".join(cells) + " |")
+    rows.append(f"| oracle | | {reference['nll_oracle']:.3f} / {reference['nll_test']:.3f} at T 1 |"
+                + " |" * (len(temperatures) - 1))
+    return "\n".join(rows) + "\n"
+
+
+def plot_sweep(points, reference, path):
+    figure, axes = plt.subplots(figsize=(7, 5))
+    for method in dict.fromkeys(point["method"] for point in points):
+        curve = sorted((p for p in points if p["method"] == method), key=lambda p: p["temperature"])
+        xs, ys = [p["nll_test"] for p in curve], [p["nll_oracle"] for p in curve]
+        axes.plot(xs, ys, marker="o", markersize=4, label=method,
+                  linestyle="--" if method.startswith("gjs_") else "-")
+        for x, y, point in zip(xs, ys, curve):
+            axes.annotate(f"{point['temperature']:g}", (x, y), fontsize=6, xytext=(3, 3),
+                          textcoords="offset points")
+    # the oracle's own point sits far to the lower left and would flatten the curves
+    axes.text(0.99, 0.99, f"oracle: NLL_test {reference['nll_test']:.2f}, "
+              f"entropy rate {reference['nll_oracle']:.2f} (off scale)",
+              transform=axes.transAxes, fontsize=8, color="gray", ha="right", va="top")
+    axes.set_xlabel("NLL_test: the tempered model's NLL of held-out oracle samples (coverage)")
+    axes.set_ylabel("NLL_oracle: the oracle's NLL of samples (quality)")
+    axes.set_title("Synthetic oracle: quality against coverage over the temperature")
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        check_args(args)
+        torch.set_num_threads(1)
+        oracle = OracleLSTM.load_default()
+        dictionary = Dictionary.load(str(args.data / "dict.txt"))
+        test_words = load_split_words(args.data, "test", dictionary)
+        reference = oracle_reference(oracle, fairseq_to_oracle_ids(test_words, oracle_id_table(dictionary)),
+                                     args.samples)
+        points = [point for run in args.runs for point in sweep_run(run, args, oracle, test_words)]
+    except (FlagError, FileNotFoundError, ValueError) as error:
+        print_one_line(error)
+        raise SystemExit(2) from None
+    json_path = args.json or args.out.with_suffix(".json")
+    write_atomically(json_path, json.dumps({"points": points, "oracle": reference}, indent=2) + "\n")
+    plot_sweep(points, reference, args.out)
+    table = markdown_table(points, reference, args.temperatures)
+    write_atomically(args.out.with_suffix(".md"), table)
+    print(table)
+    print(f"wrote {json_path}, {args.out} and {args.out.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()
