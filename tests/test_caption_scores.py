@@ -125,14 +125,16 @@ def test_references_misaligned_with_image_names_are_an_error(tmp_path):
 
 # resampled test sets of the items below: the whole set, repeats, one item
 # drawn four times, fewer items than the set holds
-RESAMPLED = [np.arange(6), np.array([0, 0, 1, 3, 4, 5]), np.array([2, 2, 2, 2]), np.array([5, 1, 4])]
+RESAMPLED = [np.arange(7), np.array([0, 0, 1, 3, 4, 5]), np.array([2, 2, 2, 2]), np.array([5, 1, 4]),
+             np.array([6, 6, 0, 3])]
 
 
 def resampling_items():
-    """Normalized captions and references, with an empty caption and a
-    one-word caption (no bigram) added."""
-    hypotheses = [caption_scoring.normalize(h) for h in HYPOTHESES] + ["", "dog"]
-    references = [[caption_scoring.normalize(r) for r in refs] for refs in REFERENCES + REFERENCES[:2]]
+    """Normalized captions and references, with an empty caption, a
+    one-word caption (no bigram) and a caption equal to one of its
+    references (one chunk, which METEOR's corpus sum leaves out) added."""
+    references = [[caption_scoring.normalize(r) for r in refs] for refs in REFERENCES + REFERENCES[:3]]
+    hypotheses = [caption_scoring.normalize(h) for h in HYPOTHESES] + ["", "dog", references[-1][0]]
     return hypotheses, references
 
 

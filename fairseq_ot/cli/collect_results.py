@@ -300,7 +300,7 @@ def parse_args(argv):
     parser.add_argument("--bootstrap-seed", type=int, default=DEFAULT_SEED,
                         help="seed of the resampling, sacrebleu's default (default: %(default)s)")
     parser.add_argument("--no-meteor", action="store_true",
-                        help="no interval for captioning's METEOR (Java: about a second per resampled test set)")
+                        help="no interval for captioning's METEOR (it needs Java)")
     args = parser.parse_args(argv)
     if args.resamples < TAIL_FRACTION_DENOMINATOR:
         parser.error(f"--resamples must be at least {TAIL_FRACTION_DENOMINATOR} for a 95% interval")

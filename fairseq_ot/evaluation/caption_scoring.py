@@ -8,7 +8,7 @@ PTBTokenizer drops. Scores are x100; METEOR runs Java.
 resampled test set scored as pycocoevalcap scores it, from statistics
 computed once per item: BLEU from its per-item counts (exactly), CIDEr with
 fairseq_ot/evaluation/cider.py (to rounding), METEOR by METEOR's own EVAL of
-its per-item statistics (exactly; half a second per resampled set and run).
+its per-item statistics summed (exactly; milliseconds per resampled set).
 """
 
 import shutil
@@ -111,24 +111,42 @@ def cider_of_items(cider, indices):
     return 100 * cider.score(indices)
 
 
+# fields of METEOR 1.5's statistics line (MeteorStats): test and reference
+# lengths first, then per matcher stage the matched content and function
+# words, then the chunks and the matched words of test and reference
+METEOR_TEST_LENGTH, METEOR_REFERENCE_LENGTH = 0, 1
+METEOR_CHUNKS, METEOR_TEST_MATCHES, METEOR_REFERENCE_MATCHES = 20, 21, 22
+
+
 def meteor_statistics(meteor, hypotheses, references):
-    """Per item the statistics line of METEOR's SCORE command, as
-    Meteor.compute_score gets them."""
+    """Per item the counts of METEOR's SCORE command, as Meteor.compute_score
+    gets them, made additive [items, 23]: METEOR's EVAL sums the counts of
+    its segments (MeteorStats.addStats) except the chunk of a segment whose
+    words all match in one chunk, so that chunk is zeroed here."""
     with meteor.lock:
-        return [meteor._stat(hypothesis, refs) for hypothesis, refs in zip(hypotheses, references)]
+        lines = [meteor._stat(hypothesis, refs) for hypothesis, refs in zip(hypotheses, references)]
+    counts = np.array([[float(field) for field in line.split()] for line in lines]).reshape(len(lines), -1)
+    if counts.size:
+        whole = ((counts[:, METEOR_TEST_MATCHES] == counts[:, METEOR_TEST_LENGTH])
+                 & (counts[:, METEOR_REFERENCE_MATCHES] == counts[:, METEOR_REFERENCE_LENGTH])
+                 & (counts[:, METEOR_CHUNKS] == 1))
+        counts[whole, METEOR_CHUNKS] = 0
+    return counts
 
 
 def meteor_of_statistics(meteor):
     """The corpus score METEOR x100 of the items drawn, from their
-    ``meteor_statistics``: the EVAL line Meteor.compute_score sends for
-    them, answered with a score per item and then the corpus score."""
+    ``meteor_statistics``: the counts summed as METEOR's EVAL sums its
+    segments, then one EVAL of the sum (the corpus score of every drawn item,
+    in one Java round trip instead of one line per item). The counts are
+    whole numbers, so the float64 sum is exact in any order."""
     def score(statistics, indices):
-        eval_line = " ||| ".join(["EVAL", *(statistics[i] for i in indices)])
+        summed = np.bincount(np.asarray(indices), minlength=len(statistics)) @ statistics
+        eval_line = " ||| ".join(["EVAL", " ".join(repr(float(count)) for count in summed)])
         with meteor.lock:
             meteor.meteor_p.stdin.write(f"{eval_line}\n".encode())
             meteor.meteor_p.stdin.flush()
-            for _ in indices:
-                meteor.meteor_p.stdout.readline()
+            meteor.meteor_p.stdout.readline()  # the one segment's score
             return 100 * float(meteor.meteor_p.stdout.readline().strip())
 
     return score
