@@ -5,7 +5,9 @@ models against teacher forcing of the tempered model."""
 import json
 import math
 import re
+import subprocess
 
+import pytest
 import torch
 
 from fairseq_ot.evaluation.lm_sampling import load_generator
@@ -13,7 +15,7 @@ from fairseq_ot.synthetic.evaluation import load_split_words
 from fairseq_ot.synthetic.lm_data import build_oracle_lm_data
 from fairseq_ot.synthetic.oracle import OracleLSTM
 
-from conftest import load_script, one_line_error
+from conftest import REPO, load_script, one_line_error
 
 synthetic = load_script("synthetic_turing_test")
 
@@ -98,3 +100,11 @@ def test_oracle_temperature_sweep_scores_the_tempered_model(tmp_path, capsys):
     missing = tmp_path / "nothing"
     assert one_line_error(capsys, sweep.main, [str(missing), "--data", str(data_bin), "--out", png]
                           ).endswith(f"error: {missing / 'checkpoints' / 'checkpoint_last.pt'}: no such checkpoint file")
+
+
+def test_code_version_is_the_plugins_last_commit():
+    expected = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h", "--", "fairseq_ot"],
+                              capture_output=True, text=True).stdout.strip()
+    if not expected:
+        pytest.skip("not a git checkout")
+    assert synthetic.code_version().removesuffix("-dirty") == expected

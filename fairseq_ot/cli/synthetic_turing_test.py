@@ -145,7 +145,7 @@ def code_version():
     working tree differs: fairseq-train imports the plugin afresh at each
     launch, so runs launched around a commit train different code."""
     def git(*args):
-        return subprocess.run(["git", "-C", str(USER_DIR), *args, "--", "fairseq_ot"],
+        return subprocess.run(["git", "-C", str(USER_DIR), *args, "--", "."],
                               capture_output=True, text=True).stdout.strip()
 
     commit = git("log", "-1", "--format=%h")
