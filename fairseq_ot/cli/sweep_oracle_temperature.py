@@ -35,7 +35,7 @@ from fairseq.data import Dictionary
 
 from fairseq_ot.errors import FlagError, print_one_line, require
 from fairseq_ot.evaluation.files import write_atomically
-from fairseq_ot.evaluation.lm_sampling import load_generator, require_checkpoint, require_temperature
+from fairseq_ot.evaluation.lm_sampling import load_generator, require_sweep
 from fairseq_ot.synthetic.evaluation import load_split_words, nll_oracle, nll_test, oracle_reference
 from fairseq_ot.synthetic.lm_data import fairseq_to_oracle_ids, oracle_id_table
 from fairseq_ot.synthetic.oracle import OracleLSTM
@@ -61,15 +61,9 @@ def build_parser():
 
 
 def check_args(args):
-    """FlagError for values no sweep can use, before anything is loaded."""
-    for temperature in args.temperatures:
-        require_temperature(temperature)
+    """FlagError (or CheckpointFileError) for values no sweep can use, before anything is loaded."""
     require(args.samples >= 1, "--samples", ">= 1", args.samples)
-    names = [run.name for run in args.runs]
-    if len(set(names)) < len(names):
-        raise FlagError(f"RUN_DIR names the methods and must differ: {' '.join(names)}")
-    for run in args.runs:
-        require_checkpoint(run / "checkpoints" / args.checkpoint)
+    require_sweep(args.runs, args.temperatures, args.checkpoint)
 
 
 def sweep_run(run, args, oracle, test_words):

@@ -47,8 +47,7 @@ from fairseq_ot.evaluation.generation_metrics import SMOOTHING, UndefinedScoreEr
 from fairseq_ot.evaluation.train_log import read_train_log
 from fairseq_ot.evaluation.lm_sampling import (
     load_generator,
-    require_checkpoint,
-    require_temperature,
+    require_sweep,
     sample_sentences,
     split_nll,
 )
@@ -75,14 +74,10 @@ def build_parser():
 
 
 def check_args(args):
-    """FlagError for values no sweep can use."""
-    for temperature in args.temperatures:
-        require_temperature(temperature)
+    """FlagError (or CheckpointFileError) for values no sweep can use."""
     if args.num < 2:
         raise FlagError(f"--num must be >= 2 (Self-BLEU needs two sentences), got {args.num}")
-    names = [run.name for run in args.runs]
-    if len(set(names)) < len(names):
-        raise FlagError(f"RUN_DIR names the methods and must differ: {' '.join(names)}")
+    require_sweep(args.runs, args.temperatures, args.checkpoint)
 
 
 def read_sentences(path):
@@ -196,8 +191,6 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         check_args(args)
-        for run in args.runs:  # every checkpoint checked before the first is swept
-            require_checkpoint(run / "checkpoints" / args.checkpoint)
         points = sweep(args)
     except (FlagError, FileNotFoundError, TextFileError, UndefinedScoreError) as error:
         print_one_line(error)

@@ -16,7 +16,7 @@ from fairseq import checkpoint_utils
 from fairseq.data import Dictionary, data_utils
 from tqdm import tqdm
 
-from fairseq_ot.errors import require
+from fairseq_ot.errors import FlagError, require
 from fairseq_ot.modules.sampling import ancestral_sample, evaluation_mode
 from fairseq_ot.modules.token_prediction import banned_symbols
 
@@ -70,6 +70,20 @@ def load_generator(checkpoint_path, data_bin=None):
 def require_temperature(temperature):
     # `not > 0` also refuses nan
     require(temperature > 0, "--temperature", "> 0", temperature)
+
+
+def require_sweep(runs, temperatures, checkpoint):
+    """FlagError or CheckpointFileError, before anything is loaded, for a
+    temperature sweep that cannot run: a temperature not > 0, two run folders
+    of one name (the name is the method's), a run without its checkpoint
+    (RUN_DIR/checkpoints/`checkpoint`)."""
+    for temperature in temperatures:
+        require_temperature(temperature)
+    names = [run.name for run in runs]
+    if len(set(names)) < len(names):
+        raise FlagError(f"RUN_DIR names the methods and must differ: {' '.join(names)}")
+    for run in runs:
+        require_checkpoint(Path(run) / "checkpoints" / checkpoint)
 
 
 @torch.no_grad()
