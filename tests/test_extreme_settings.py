@@ -16,7 +16,14 @@ import torch.nn.functional as F
 from conftest import build
 from test_cooperative import TINY_LSTM_LM, brute_force, build_lm, enumerate_outcomes
 from fairseq_ot.errors import FlagError
-from fairseq_ot.modules.divergences import MIN_MEDIATOR_PI, MIN_TOKEN_PI, js_pi_terms, token_js_pi
+from fairseq_ot.modules.divergences import (
+    MIN_MEDIATOR_PI,
+    MIN_TOKEN_PI,
+    js_pi_terms,
+    masked_log_softmax,
+    step_kl,
+    token_js_pi,
+)
 from fairseq_ot.modules.schedules import teacher_forcing_probability
 
 RTOL = 1e-4
@@ -183,6 +190,34 @@ def sequence_log_probs(model, rows, eos, allowed, forced=None):
     token counted)."""
     forced = torch.zeros_like(rows, dtype=torch.bool) if forced is None else forced
     return torch.stack([log_prob for log_prob, _ in brute_force(model, rows, forced, allowed, eos)])
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
+def test_step_kl_and_its_logit_gradient_equal_the_float64_definition(scale):
+    """KL[p||q] per step from p's logits, the hand-made gradient against
+    autograd through sum_v p (log p - log q) in float64: ordinary, peaked
+    (KLs of tens of nats) and one-hot distributions (logits 1e4 apart, where
+    p underflows to exact zeros), banned symbols excluded from both."""
+    generator = torch.Generator().manual_seed(3)
+    logits_p = torch.randn(3, 4, 9, generator=generator, dtype=torch.float64) * scale
+    logits_q = torch.randn(3, 4, 9, generator=generator, dtype=torch.float64) * min(scale, 30.0)
+    banned = (0, 2)
+    weights = torch.rand(3, 4, generator=generator, dtype=torch.float64)
+    kl = step_kl(logits_p.float().requires_grad_(), masked_log_softmax(logits_q.float(), banned), banned)
+    assert kl.dtype == torch.float32
+    grad, = torch.autograd.grad((kl * weights.float()).sum(), kl.grad_fn.next_functions[0][0].variable)
+
+    allowed = torch.ones(9, dtype=torch.bool)
+    allowed[list(banned)] = False
+    reference_logits = logits_p.clone().requires_grad_()
+    log_p = torch.log_softmax(reference_logits[..., allowed], -1)
+    log_q = torch.log_softmax(logits_q[..., allowed], -1)
+    expected = (log_p.exp() * (log_p - log_q)).sum(-1)
+    expected_grad, = torch.autograd.grad((expected * weights).sum(), reference_logits)
+    assert relative_error(kl, expected) < RTOL
+    # relative to at least 1: one-hot p has a zero gradient
+    assert float((grad.double() - expected_grad).norm()) < RTOL * max(float(expected_grad.norm()), 1.0)
+    assert bool((grad[..., list(banned)] == 0).all())
 
 
 @pytest.mark.parametrize("pi", MEDIATOR_PIS)

@@ -98,10 +98,12 @@ def test_mediator_kl_and_gjs_mixture_of_half_logits_are_computed_in_float32():
     logits_p = (torch.randn(2, 3, 11, generator=generator) * 8).half()
     logits_q = (torch.randn(2, 3, 11, generator=generator) * 8).half()
     banned = (1, 2)
-    kl_half = step_kl(masked_log_softmax(logits_p, banned), masked_log_softmax(logits_q, banned))
-    kl_float = step_kl(masked_log_softmax(logits_p.float(), banned),
-                       masked_log_softmax(logits_q.float(), banned))
+    logits_p.requires_grad_()
+    kl_half = step_kl(logits_p, masked_log_softmax(logits_q, banned), banned)
+    kl_float = step_kl(logits_p.float(), masked_log_softmax(logits_q.float(), banned), banned)
     assert kl_half.dtype == torch.float32 and torch.equal(kl_half, kl_float)
+    grad_half, = torch.autograd.grad(kl_half.sum(), logits_p)
+    assert grad_half.dtype == torch.float16 and bool(torch.isfinite(grad_half).all())
     target = torch.randint(3, 11, (6,), generator=generator)
     for smoothing in (0.0, 0.1):
         lprobs = torch.log_softmax(logits_p.float(), -1).view(6, 11).half()

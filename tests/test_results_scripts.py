@@ -168,18 +168,24 @@ def test_without_the_mle_run_of_its_seed_a_run_is_compared_with_a_mean_without_i
             f"difference to their mean, no interval.") in markdown
 
 
-def test_criteria_run_several_times_get_mean_deviation_and_range(tmp_path):
+def test_configurations_run_several_times_get_mean_deviation_and_range(tmp_path):
     for seed, (bleu, chrf) in enumerate(((30.0, 0.5), (31.0, 0.75), (35.0, 1.0))):
-        crafted_run(tmp_path / f"mle{seed}", [((5.0, 4.0), 1)], {"test": translation("m", MLE, bleu=bleu, chrf=chrf)})
-    crafted_run(tmp_path / "ot1", [((5.0, 4.0), 1)], {"test": translation("m", "ot_seq", bleu=33.0)})
-    crafted_run(tmp_path / "ot2", [((5.0, 4.0), 1)], {"test": translation("m", "ot_seq", bleu=36.0, chrf=0.25)})
-    crafted_run(tmp_path / "gjs", [((5.0, 4.0), 1)], {"test": translation("m", "gjs", bleu=20.0)})
+        crafted_run(tmp_path / f"mle_seed{seed}", [((5.0, 4.0), 1)],
+                    {"test": translation("m", MLE, bleu=bleu, chrf=chrf)})
+    crafted_run(tmp_path / "ot" / "seed1", [((5.0, 4.0), 1)], {"test": translation("m", "ot_seq", bleu=33.0)})
+    crafted_run(tmp_path / "ot" / "seed2", [((5.0, 4.0), 1)],
+                {"test": translation("m", "ot_seq", bleu=36.0, chrf=0.25)})
+    # one criterion, two configurations: averaged apart, the unrepeated one left out
+    crafted_run(tmp_path / "gjs_copied-seed1", [((5.0, 4.0), 1)], {"test": translation("m", "gjs", bleu=20.0)})
+    crafted_run(tmp_path / "gjs_copied-seed2", [((5.0, 4.0), 1)], {"test": translation("m", "gjs", bleu=22.0)})
+    crafted_run(tmp_path / "gjs_random_seed1", [((5.0, 4.0), 1)], {"test": translation("m", "gjs", bleu=2.0)})
     markdown = collect_results.results_markdown(collect_results.find_runs([tmp_path]))
     spread = markdown.split(collect_results.SPREAD_NOTE)[1].strip().splitlines()
     # sample standard deviations: sqrt(((-2)^2 + (-1)^2 + 3^2) / 2) = sqrt(7); sqrt(2 * 1.5^2) = 2.1213
     assert spread[2:] == [
-        "| label_smoothed_cross_entropy | m | 3 | 32.00 ± 2.65 (30.00–35.00) | 0.75 ± 0.25 (0.50–1.00) |",
-        "| ot_seq | m | 2 | 34.50 ± 2.12 (33.00–36.00) | — |",  # chrf from one run only
+        "| gjs | gjs_copied | m | 2 | 21.00 ± 1.41 (20.00–22.00) | — |",
+        "| label_smoothed_cross_entropy | mle | m | 3 | 32.00 ± 2.65 (30.00–35.00) | 0.75 ± 0.25 (0.50–1.00) |",
+        "| ot_seq | ot | m | 2 | 34.50 ± 2.12 (33.00–36.00) | — |",  # chrf from one run only
     ]
 
 

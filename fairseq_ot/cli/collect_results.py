@@ -31,7 +31,13 @@ from fairseq_ot.evaluation.bootstrap import (
     format_interval,
 )
 from fairseq_ot.evaluation.files import write_atomically
-from fairseq_ot.evaluation.paired_runs import BootstrapSettings, NoIntervalError, paired_comparison, run_seed
+from fairseq_ot.evaluation.paired_runs import (
+    BootstrapSettings,
+    NoIntervalError,
+    configuration_name,
+    paired_comparison,
+    run_seed,
+)
 from fairseq_ot.evaluation.scores import read_scores
 from fairseq_ot.evaluation.train_log import read_train_log
 
@@ -44,7 +50,8 @@ LEGEND = (
     "train.log summed over epochs (validation, checkpoint saving and start-up "
     "excluded; fairseq rounds it to whole seconds per epoch)."
 )
-SPREAD_NOTE = "mean ± sample standard deviation (min–max) over their runs."
+SPREAD_NOTE = ("mean ± sample standard deviation (min–max) over their runs; a configuration is "
+               "the runs' name without its seed.")
 INTERVAL_NOTE = (
     "Δ vs MLE [95% CI]: the run's score minus that of the `{mle}` run of the same "
     "recipe and seed, and the 95% paired bootstrap interval of that difference over "
@@ -142,11 +149,15 @@ def or_missing(value, fmt):
     return MISSING if value is None else format(value, fmt)
 
 
-def metrics_by_criterion(entries):
-    """(recipe, criterion) -> the metrics records of its runs, sorted by key."""
+def metrics_by_configuration(entries):
+    """(recipe, criterion, configuration) -> the metrics records of its runs,
+    sorted by key; the configuration is the run's name without its seed, so
+    two set-ups of one criterion (cot with a copied or a random mediator)
+    stay apart."""
     groups = {}
-    for _, record in entries:
-        groups.setdefault((record["recipe"], record["criterion"]), []).append(record["metrics"])
+    for run, record in entries:
+        key = (record["recipe"], record["criterion"], configuration_name(run.name))
+        groups.setdefault(key, []).append(record["metrics"])
     return dict(sorted(groups.items()))
 
 
@@ -242,17 +253,18 @@ def task_table(entries, settings):
 
 
 def spread_table(entries):
-    """Markdown table of the criteria run more than once (seeds, machines) in
-    one recipe, or None: per metric the mean, the sample standard deviation
-    and the range over those runs."""
-    repeated = {key: runs for key, runs in metrics_by_criterion(entries).items() if len(runs) > 1}
+    """Markdown table of the configurations run more than once (seeds,
+    machines) in one recipe, or None: per metric the mean, the sample
+    standard deviation and the range over those runs."""
+    repeated = {key: runs for key, runs in metrics_by_configuration(entries).items() if len(runs) > 1}
     if not repeated:
         return None
     metrics, places = metric_places(entries)
-    columns = [("criterion", False), ("recipe", False), ("runs", True)] + [(name, True) for name in metrics]
+    columns = ([("criterion", False), ("configuration", False), ("recipe", False), ("runs", True)]
+               + [(name, True) for name in metrics])
     rows = []
-    for (recipe, criterion), runs in repeated.items():
-        row = [criterion, recipe, str(len(runs))]
+    for (recipe, criterion, configuration), runs in repeated.items():
+        row = [criterion, configuration, recipe, str(len(runs))]
         for name in metrics:
             values = [m[name] for m in runs if name in m]
             if len(values) < 2:
@@ -282,7 +294,7 @@ def results_markdown(runs, settings=BootstrapSettings()):
             sections.append(f"Notes:\n\n{notes.markdown()}")
         spread = spread_table(entries)
         if spread:
-            sections.append(f"Criteria run more than once: {SPREAD_NOTE}\n\n{spread}")
+            sections.append(f"Configurations run more than once: {SPREAD_NOTE}\n\n{spread}")
     unfinished = [run for run in runs if not run.scores]
     if unfinished:
         rows = [[run.name, or_missing(run.num_updates, "d"), or_missing(run.train_seconds, ".0f")] for run in unfinished]

@@ -165,15 +165,16 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
         # the logits are freed as each log-softmax replaces them
         mediator_data = masked_log_softmax(mediator_data, self.banned)
         mediator_samples = masked_log_softmax(mediator_samples, self.banned)
-        generator_samples = masked_log_softmax(generator_samples, self.banned)
-        step_kls = step_kl(generator_samples, mediator_samples.detach())  # [S, T]
+        step_kls = step_kl(generator_samples, mediator_samples, self.banned)  # [S, T]
         terms.update({
             "mediator_nll_data": -token_log_probs(mediator_data, data_target, data_mask),
             "mediator_nll_samples": -token_log_probs(mediator_samples, samples, sample_mask),
             "generator_kl": (step_kls * drawn).sum(-1),
         })
         if (self.gamma > 0) if score is None else score:  # unused at gamma 0: not built
-            terms["generator_score"] = score_function_surrogate(step_kls, generator_samples, samples, drawn)
+            drawn_lprobs = masked_log_softmax(generator_samples, self.banned).gather(
+                -1, samples.unsqueeze(-1)).squeeze(-1)
+            terms["generator_score"] = score_function_surrogate(step_kls, drawn_lprobs, drawn)
         return terms
 
     @torch.no_grad()

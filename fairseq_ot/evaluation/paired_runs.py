@@ -84,6 +84,14 @@ def run_seed(name, logged_seed, commands):
     return int(named[-1]) if named else None
 
 
+def configuration_name(name):
+    """A run's name without its seed ("cot_small_seed2", "cot_small/seed2"
+    -> "cot_small"): the runs of one configuration that differ by seed
+    share it."""
+    stripped = re.sub(r"[_/-]*" + SEED_IN_NAME.pattern, "", name).strip("_/-")
+    return stripped or name
+
+
 def generate_output(run_dir, split):
     return Path(run_dir) / f"generate-{split}.txt"
 

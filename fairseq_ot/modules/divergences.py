@@ -21,15 +21,40 @@ def masked_log_softmax(logits: Tensor, banned=(), dtype=torch.float32) -> Tensor
     return F.log_softmax(mask_banned(logits.to(dtype), banned), dim=-1)
 
 
-def step_kl(lprobs_p: Tensor, lprobs_q: Tensor) -> Tensor:
-    """KL[p_t || q_t] = sum_v p_t(v) (log p_t(v) - log q_t(v)) at every step:
-    [B, T, V] finite log-probabilities (see token_prediction.BANNED_LOG_PROB) -> [B, T].
+class _StepKL(torch.autograd.Function):
+    """KL[p_t || q_t] from p's logits, q constant; the gradient over the
+    logits, p (log p - log q - KL), is formed in the forward pass and is the
+    one [B, T, V] tensor kept for backward (autograd through log-softmax,
+    exp, difference and product kept four)."""
+
+    @staticmethod
+    def forward(ctx, logits_p, lprobs_q, banned):
+        lprobs_p = masked_log_softmax(logits_p, banned)
+        probs_p = lprobs_p.exp()
+        log_ratio = lprobs_p.sub_(lprobs_q)
+        kl = torch.linalg.vecdot(probs_p, log_ratio)
+        ctx.save_for_backward(log_ratio.sub_(kl.unsqueeze(-1)).mul_(probs_p))
+        ctx.logits_dtype = logits_p.dtype
+        return kl
+
+    @staticmethod
+    def backward(ctx, grad_kl):
+        (grad,) = ctx.saved_tensors
+        return (grad * grad_kl.unsqueeze(-1)).to(ctx.logits_dtype), None, None
+
+
+def step_kl(logits_p: Tensor, lprobs_q: Tensor, banned=()) -> Tensor:
+    """KL[p_t || q_t] = sum_v p_t(v) (log p_t(v) - log q_t(v)) at every step,
+    in float32, with p_t = softmax of `logits_p` over the tokens that are not
+    `banned` (as `masked_log_softmax`) and q_t a constant: [B, T, V] logits
+    (any float dtype) and [B, T, V] finite float32 log-probabilities (see
+    token_prediction.BANNED_LOG_PROB) -> [B, T]. The gradient flows to the
+    logits only, d KL_t / d z_t(v) = p_t(v) (log p_t(v) - log q_t(v) - KL_t).
     A sequence's stepwise KL is the masked sum over t."""
-    return (lprobs_p.exp() * (lprobs_p - lprobs_q)).sum(-1)
+    return _StepKL.apply(logits_p, lprobs_q.detach(), tuple(banned))
 
 
-def score_function_surrogate(step_losses: Tensor, lprobs: Tensor, target: Tensor,
-                             mask: Tensor) -> Tensor:
+def score_function_surrogate(step_losses: Tensor, token_lprobs: Tensor, mask: Tensor) -> Tensor:
     """Score-function (REINFORCE) term, with reward-to-go, of the gradient of
     an expected sum of per-step losses along sequences drawn from a model G.
 
@@ -56,10 +81,8 @@ def score_function_surrogate(step_losses: Tensor, lprobs: Tensor, target: Tensor
     ----------
     step_losses : Tensor, shape (B, T)
         L_t of each step (e.g. `step_kl`); used as a constant.
-    lprobs : Tensor, shape (B, T, V)
-        G's log-probabilities at every step, with gradient.
-    target : LongTensor, shape (B, T)
-        the drawn tokens s_t.
+    token_lprobs : Tensor, shape (B, T)
+        log G(s_t | s_<t) of the drawn tokens, with gradient.
     mask : BoolTensor, shape (B, T)
         m_t, the steps drawn from G.
 
@@ -80,7 +103,6 @@ def score_function_surrogate(step_losses: Tensor, lprobs: Tensor, target: Tensor
     masked = (step_losses * mask).detach()
     later = F.pad(masked[:, 1:], (0, 1))  # R_t' excludes step t' itself
     to_go = later.flip(-1).cumsum(-1).flip(-1)
-    token_lprobs = lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
     # log G - sg(log G): zero value, so the loss still reads as the KL
     score = to_go * (token_lprobs - token_lprobs.detach())
     return torch.where(mask, score, torch.zeros_like(score)).sum(-1)
