@@ -233,7 +233,7 @@ def test_gjs_mediator_mode_at_one_half_is_cot(tiny_lm_data_bin):
 @pytest.mark.parametrize("copies", [1, 3])
 def test_mediator_encodes_the_sources_once_as_two_full_passes_would(toy_data_bin, batch, copies):
     """The oracle: fairseq's own forward of the mediator on the data and on
-    the samples, each encoding the sources itself."""
+    the samples, each encoding the sources itself, at the tokens' positions."""
     task, model, cot = build(toy_data_bin, "--criterion", "cot", "--task", "mediator_translation",
                              "--mediator-embed-dim", "16", "--mediator-hidden-dim", "32",
                              "--mediator-dropout", "0", "--cot-samples-per-source", str(copies))
@@ -249,9 +249,11 @@ def test_mediator_encodes_the_sources_once_as_two_full_passes_would(toy_data_bin
         gradients = torch.autograd.grad(loss, list(mediator.parameters()))
         return torch.stack([data_logits.sum(), sample_logits.sum()]), gradients
 
-    values, gradients = losses_and_gradients(*cot.mediator_logits(mediator, data_input, sample_input))
-    expected, expected_gradients = losses_and_gradients(mediator(**data_input)[0],
-                                                        mediator(**sample_input)[0])
+    data_mask, sample_mask = batch["target"].ne(cot.padding_idx), samples.ne(cot.padding_idx)
+    values, gradients = losses_and_gradients(*cot.mediator_logits(mediator, data_input, sample_input,
+                                                                  data_mask, sample_mask))
+    expected, expected_gradients = losses_and_gradients(mediator(**data_input)[0][data_mask],
+                                                        mediator(**sample_input)[0][sample_mask])
     torch.testing.assert_close(values, expected, rtol=1e-5, atol=1e-4)
     for gradient, expected_gradient in zip(gradients, expected_gradients):
         torch.testing.assert_close(gradient, expected_gradient, rtol=1e-4, atol=1e-6)

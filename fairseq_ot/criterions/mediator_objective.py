@@ -25,9 +25,10 @@ from fairseq_ot.modules.divergences import (
     js_pi_terms,
     masked_log_softmax,
     score_function_surrogate,
+    sequence_log_probs,
     step_kl,
-    token_log_probs,
 )
+from fairseq_ot.modules.packed_positions import packed_logits, unpack
 from fairseq_ot.modules.sampling import ancestral_sample, decoder_input_key, evaluation_mode
 from fairseq_ot.modules.token_prediction import banned_symbols
 
@@ -148,52 +149,58 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
         surrogate of its score-function term (from the same forward: see
         `generator_loss`) and, with `estimate`, the generator's and the
         mediator's log-probabilities of data and samples, in float64 (for the
-        JS estimate, `estimate_log_probs`)."""
+        JS estimate, `estimate_log_probs`). Logits and everything over the
+        vocabulary are computed at the tokens' positions only (packed)."""
         data_mask = data_target.ne(self.padding_idx)
         sample_input = self.teacher_forcing_input(data_input, samples)
         sample_mask = samples.ne(self.padding_idx)
         drawn = sample_mask & ~forced  # forced EOS is not a draw from G
+        data_tokens, sample_tokens = data_target[data_mask], samples[sample_mask]
 
-        mediator_data, mediator_samples = self.mediator_logits(mediator, data_input, sample_input)
-        generator_samples = generator(**sample_input)[0]
+        mediator_data, mediator_samples = self.mediator_logits(mediator, data_input, sample_input,
+                                                               data_mask, sample_mask)
+        generator_samples = packed_logits(generator, sample_input, sample_mask)
         terms = {}
         if estimate:  # from the logits, before float32 log-probabilities replace them
             with torch.no_grad():
-                generator_data = generator(**data_input)[0]
+                generator_data = packed_logits(generator, data_input, data_mask)
             terms = self.estimate_log_probs(generator_data, generator_samples, mediator_data,
-                                            mediator_samples, data_target, data_mask, samples, drawn)
+                                            mediator_samples, data_tokens, data_mask, sample_tokens,
+                                            sample_mask, drawn)
         # the logits are freed as each log-softmax replaces them
         mediator_data = masked_log_softmax(mediator_data, self.banned)
         mediator_samples = masked_log_softmax(mediator_samples, self.banned)
-        step_kls = step_kl(generator_samples, mediator_samples, self.banned)  # [S, T]
+        step_kls = unpack(step_kl(generator_samples, mediator_samples, self.banned), sample_mask)  # [S, T]
         terms.update({
-            "mediator_nll_data": -token_log_probs(mediator_data, data_target, data_mask),
-            "mediator_nll_samples": -token_log_probs(mediator_samples, samples, sample_mask),
+            "mediator_nll_data": -sequence_log_probs(mediator_data, data_tokens, data_mask),
+            "mediator_nll_samples": -sequence_log_probs(mediator_samples, sample_tokens, sample_mask),
             "generator_kl": (step_kls * drawn).sum(-1),
         })
         if (self.gamma > 0) if score is None else score:  # unused at gamma 0: not built
             drawn_lprobs = masked_log_softmax(generator_samples, self.banned).gather(
-                -1, samples.unsqueeze(-1)).squeeze(-1)
-            terms["generator_score"] = score_function_surrogate(step_kls, drawn_lprobs, drawn)
+                -1, sample_tokens.unsqueeze(-1)).squeeze(-1)
+            terms["generator_score"] = score_function_surrogate(step_kls, unpack(drawn_lprobs, sample_mask),
+                                                                drawn)
         return terms
 
     @torch.no_grad()
-    def estimate_log_probs(self, generator_data, generator_samples, mediator_data,
-                           mediator_samples, data_target, data_mask, samples, drawn):
+    def estimate_log_probs(self, generator_data, generator_samples, mediator_data, mediator_samples,
+                           data_tokens, data_mask, sample_tokens, sample_mask, drawn):
         """log G and log M of the data and of the samples' drawn tokens, from
-        the four logits, in float64: the JS estimate (`js_pi_terms`) divides
-        their rounding error by pi through P/M = (1 - (1 - pi) G/M) / pi.
+        the four packed logits, in float64: the JS estimate (`js_pi_terms`)
+        divides their rounding error by pi through P/M = (1 - (1 - pi) G/M) / pi.
         float32's, 1e-7 of each log-probability, put the estimate of an exact
         mixture 0.35% off at pi = 1e-6 and 17% at 1e-9 (one rounding per
         sequence; a sequence sums one per token)."""
-        def log_probs(logits, tokens, mask):
-            return token_log_probs(masked_log_softmax(logits, self.banned, torch.float64), tokens, mask)
+        def log_probs(logits, tokens, mask, counted=None):
+            lprobs = masked_log_softmax(logits, self.banned, torch.float64)
+            return sequence_log_probs(lprobs, tokens, mask, counted)
 
         return {
-            "generator_log_prob_data": log_probs(generator_data, data_target, data_mask),
-            "mediator_log_prob_data": log_probs(mediator_data, data_target, data_mask),
-            "generator_log_prob_samples": log_probs(generator_samples, samples, drawn),
-            "mediator_log_prob_samples": log_probs(mediator_samples, samples, drawn),
+            "generator_log_prob_data": log_probs(generator_data, data_tokens, data_mask),
+            "mediator_log_prob_data": log_probs(mediator_data, data_tokens, data_mask),
+            "generator_log_prob_samples": log_probs(generator_samples, sample_tokens, sample_mask, drawn),
+            "mediator_log_prob_samples": log_probs(mediator_samples, sample_tokens, sample_mask, drawn),
         }
 
     def generator_loss(self, terms):
@@ -214,19 +221,21 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
             return terms["generator_kl"]
         return terms["generator_kl"] + self.gamma * terms["generator_score"]
 
-    def mediator_logits(self, mediator, data_input, sample_input):
-        """The mediator's logits on the data and on the samples. Both hold the
-        same sources: an encoder-decoder mediator encodes them once (its
-        encoder's gradient is then the sum of both terms', as with two passes)."""
+    def mediator_logits(self, mediator, data_input, sample_input, data_mask, sample_mask):
+        """The mediator's packed logits at the data's and the samples' token
+        positions. Both hold the same sources: an encoder-decoder mediator
+        encodes them once (its encoder's gradient is then the sum of both
+        terms', as with two passes)."""
         if decoder_input_key(data_input) == "src_tokens":  # language model
-            return mediator(**data_input)[0], mediator(**sample_input)[0]
+            return (packed_logits(mediator, data_input, data_mask),
+                    packed_logits(mediator, sample_input, sample_mask))
         encoder_out = mediator.encoder(data_input["src_tokens"], src_lengths=data_input["src_lengths"])
         sample_encoder_out = encoder_out
         if self.samples_per_source > 1:
             order = self.source_order(data_input["src_tokens"].size(0), data_input["src_tokens"].device)
             sample_encoder_out = mediator.encoder.reorder_encoder_out(encoder_out, order)
-        return (mediator.decoder(data_input["prev_output_tokens"], encoder_out=encoder_out)[0],
-                mediator.decoder(sample_input["prev_output_tokens"], encoder_out=sample_encoder_out)[0])
+        return (packed_logits(mediator, data_input, data_mask, encoder_out),
+                packed_logits(mediator, sample_input, sample_mask, sample_encoder_out))
 
     def source_order(self, batch_size, device):
         """Row of each sample's source: every source repeated --cot-samples-per-source times."""

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fairseq_ot.modules.packed_positions import unpack
 from fairseq_ot.modules.token_prediction import mask_banned
 
 
@@ -108,10 +109,13 @@ def score_function_surrogate(step_losses: Tensor, token_lprobs: Tensor, mask: Te
     return torch.where(mask, score, torch.zeros_like(score)).sum(-1)
 
 
-def token_log_probs(lprobs: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """log-probability of each sequence: sum over the masked target positions."""
-    gathered = lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    return torch.where(mask, gathered, torch.zeros_like(gathered)).sum(-1)
+def sequence_log_probs(lprobs: Tensor, tokens: Tensor, mask: Tensor, counted=None) -> Tensor:
+    """log-probability of each sequence from its packed positions: lprobs
+    [N, V] and tokens [N] at the True positions of `mask` [B, T] -> [B], the
+    sum over the positions `counted` (default: all of `mask`'s)."""
+    token_lprobs = unpack(lprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1), mask)
+    counted = mask if counted is None else counted
+    return torch.where(counted, token_lprobs, torch.zeros_like(token_lprobs)).sum(-1)
 
 
 def log1mexp(x: Tensor) -> Tensor:

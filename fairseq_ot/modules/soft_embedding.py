@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fairseq_ot.modules.optimal_transport import solve_ot, uniform_marginals
+from fairseq_ot.modules.packed_positions import unpack
 
 
 def soft_embed(lprobs: Tensor, embedding: Tensor, temperature: float = 1.0, mask=None) -> Tensor:
@@ -23,10 +24,7 @@ def soft_embed(lprobs: Tensor, embedding: Tensor, temperature: float = 1.0, mask
         # at tau = 1 the beliefs are exp(lprobs): one pass instead of softmax's three
         beliefs = rows.exp() if temperature == 1.0 else torch.softmax(rows / temperature, dim=-1)
         embedded = torch.matmul(beliefs, embedding.float())
-        if mask is None:
-            return embedded
-        full = embedded.new_zeros(*mask.shape, embedded.size(-1))
-        return full.masked_scatter(mask.unsqueeze(-1), embedded)
+        return embedded if mask is None else unpack(embedded, mask)
 
 
 def cosine_cost(x: Tensor, y: Tensor) -> Tensor:
