@@ -104,6 +104,10 @@ def test_mediator_kl_and_gjs_mixture_of_half_logits_are_computed_in_float32():
     assert kl_half.dtype == torch.float32 and torch.equal(kl_half, kl_float)
     grad_half, = torch.autograd.grad(kl_half.sum(), logits_p)
     assert grad_half.dtype == torch.float16 and bool(torch.isfinite(grad_half).all())
+    for dtype in (torch.float16, torch.bfloat16):  # autocast lowers matrix products such as vecdot
+        with torch.autocast("cpu", dtype=dtype):
+            kl_autocast = step_kl(logits_p.float(), masked_log_softmax(logits_q.float(), banned), banned)
+        assert kl_autocast.dtype == torch.float32 and torch.equal(kl_autocast, kl_float)
     target = torch.randint(3, 11, (6,), generator=generator)
     for smoothing in (0.0, 0.1):
         lprobs = torch.log_softmax(logits_p.float(), -1).view(6, 11).half()

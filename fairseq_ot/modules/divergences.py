@@ -33,7 +33,9 @@ class _StepKL(torch.autograd.Function):
         lprobs_p = masked_log_softmax(logits_p, banned)
         probs_p = lprobs_p.exp()
         log_ratio = lprobs_p.sub_(lprobs_q)
-        kl = torch.linalg.vecdot(probs_p, log_ratio)
+        # autocast would run vecdot, a matrix product to it, in float16/bfloat16
+        with torch.autocast(device_type=logits_p.device.type, enabled=False):
+            kl = torch.linalg.vecdot(probs_p, log_ratio)
         ctx.save_for_backward(log_ratio.sub_(kl.unsqueeze(-1)).mul_(probs_p))
         ctx.logits_dtype = logits_p.dtype
         return kl
