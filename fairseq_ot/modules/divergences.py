@@ -25,7 +25,7 @@ def masked_log_softmax(logits: Tensor, banned=(), dtype=torch.float32) -> Tensor
 class _StepKL(torch.autograd.Function):
     """KL[p_t || q_t] from p's logits, q constant; the gradient over the
     logits, p (log p - log q - KL), is formed in the forward pass and is the
-    one [B, T, V] tensor kept for backward (autograd through log-softmax,
+    one [..., V] tensor kept for backward (autograd through log-softmax,
     exp, difference and product kept four)."""
 
     @staticmethod
@@ -49,10 +49,11 @@ class _StepKL(torch.autograd.Function):
 def step_kl(logits_p: Tensor, lprobs_q: Tensor, banned=()) -> Tensor:
     """KL[p_t || q_t] = sum_v p_t(v) (log p_t(v) - log q_t(v)) at every step,
     in float32, with p_t = softmax of `logits_p` over the tokens that are not
-    `banned` (as `masked_log_softmax`) and q_t a constant: [B, T, V] logits
-    (any float dtype) and [B, T, V] finite float32 log-probabilities (see
-    token_prediction.BANNED_LOG_PROB) -> [B, T]. The gradient flows to the
-    logits only, d KL_t / d z_t(v) = p_t(v) (log p_t(v) - log q_t(v) - KL_t).
+    `banned` (as `masked_log_softmax`) and q_t a constant: [..., V] logits
+    (any float dtype; [B, T, V] or packed positions [N, V]) and [..., V]
+    finite float32 log-probabilities (see token_prediction.BANNED_LOG_PROB)
+    -> [...]. The gradient flows to the logits only,
+    d KL_t / d z_t(v) = p_t(v) (log p_t(v) - log q_t(v) - KL_t).
     A sequence's stepwise KL is the masked sum over t."""
     return _StepKL.apply(logits_p, lprobs_q.detach(), tuple(banned))
 
