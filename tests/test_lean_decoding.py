@@ -118,9 +118,14 @@ def test_logits_match_fairseq_incremental_decoding(setup):
         torch.testing.assert_close(lean(inputs[:, step], step), expected, rtol=0, atol=1e-5)
 
 
-def test_samples_and_generator_state_match_fairseq_decoding(setup):
+def test_samples_and_generator_state_match_fairseq_decoding(setup, monkeypatch):
+    """Also while the lean step drops the samples that have ended (fairseq's
+    decoding steps every row to the end)."""
     model, dictionary, encoder_input, temperature = setup
     limits = torch.randint(1, MAX_LEN + 1, (BATCH,), generator=torch.Generator().manual_seed(3))
+    kept = []
+    keep = LeanTransformerStep.keep
+    monkeypatch.setattr(LeanTransformerStep, "keep", lambda step, rows: kept.append(len(rows)) or keep(step, rows))
     runs = []
     for lean in (True, False):
         generator = torch.Generator().manual_seed(4)
@@ -133,6 +138,7 @@ def test_samples_and_generator_state_match_fairseq_decoding(setup):
     assert torch.equal(forced, expected_forced)
     assert torch.equal(after, expected_after)
     assert forced.any() and (tokens == dictionary.eos()).sum() > forced.sum()  # both ways of ending
+    assert kept and kept == sorted(kept, reverse=True) and kept[-1] < BATCH
 
 
 def test_spaced_stop_checks_undo_the_steps_past_the_end():

@@ -155,13 +155,18 @@ def attend(query: Tensor, keys_t: Tensor, values: Tensor, mask: Optional[Tensor]
     return torch.bmm(probs, values)
 
 
+def head_rows(rows: Tensor, heads: int) -> Tensor:
+    """The [B h, ...] rows of attention state that belong to batch rows `rows`."""
+    return (rows.unsqueeze(1) * heads + torch.arange(heads, device=rows.device)).flatten()
+
+
 class SelfAttention:
     """Self-attention of the newest position over itself and the earlier ones:
     causal by construction, later positions are not in the cache yet."""
 
     def __init__(self, attention: MultiheadAttention, batch_size: int, max_len: int):
         heads, head_dim = attention.num_heads, attention.head_dim
-        self.head_dim = head_dim
+        self.heads, self.head_dim = heads, head_dim
         projections = (attention.q_proj, attention.k_proj, attention.v_proj)
         scales = (attention.scaling, 1.0, 1.0)
         weight = torch.stack([p.weight * s for p, s in zip(projections, scales)])
@@ -178,6 +183,11 @@ class SelfAttention:
         self.cache = cache
         self.keys, self.values = cache[:, :, 0], cache[:, :, 1]
 
+    def keep(self, rows: Tensor):
+        """Go on with the batch rows `rows` only."""
+        self.cache = self.cache.index_select(0, head_rows(rows, self.heads))
+        self.keys, self.values = self.cache[:, :, 0], self.cache[:, :, 1]
+
     def __call__(self, x: Tensor, step: int) -> Tensor:
         qkv = self.qkv(x).view(-1, 3, self.head_dim)
         self.cache[:, step].copy_(qkv[:, 1:])
@@ -192,7 +202,7 @@ class EncoderAttention:
     def __init__(self, attention: MultiheadAttention, encoder_out: Tensor, padding_mask: Optional[Tensor]):
         source_len, batch_size, _ = encoder_out.shape
         heads, head_dim = attention.num_heads, attention.head_dim
-        self.head_dim = head_dim
+        self.heads, self.head_dim = heads, head_dim
         # fairseq's layout of the cached keys and values: [S, B h, d] transposed
         keys = attention.k_proj(encoder_out).view(source_len, batch_size * heads, head_dim)
         self.keys_t = keys.permute(1, 2, 0)
@@ -206,6 +216,13 @@ class EncoderAttention:
         self.query = Affine.of(attention.q_proj, attention.scaling)
         self.out = Affine.of(attention.out_proj)
 
+    def keep(self, rows: Tensor):
+        """Go on with the batch rows `rows` only."""
+        index = head_rows(rows, self.heads)
+        self.keys_t, self.values = self.keys_t.index_select(0, index), self.values.index_select(0, index)
+        if self.mask is not None:
+            self.mask = self.mask.index_select(0, index)
+
     def __call__(self, x: Tensor, step: int) -> Tensor:
         query = self.query(x).view(-1, 1, self.head_dim)
         return self.out(attend(query, self.keys_t, self.values, self.mask).view(x.size(0), -1))
@@ -218,6 +235,9 @@ class FeedForward:
         self.fc1, self.fc2 = Affine.of(layer.fc1), Affine.of(layer.fc2)
         self.activation_fn = layer.activation_fn
 
+    def keep(self, rows: Tensor):
+        """Position by position: no state of the batch rows."""
+
     def __call__(self, x: Tensor, step: int) -> Tensor:
         return self.fc2(self.activation_fn(self.fc1(x)))
 
@@ -225,7 +245,8 @@ class FeedForward:
 class LeanTransformerStep:
     """step(tokens [B], t) -> logits [B, V] of the token after position t,
     whose token is `tokens` (the decoder input, EOS at t = 0), t = 0, 1, ...
-    in order; at most `max_len` steps. Build it with `lean_step`."""
+    in order; at most `max_len` steps; `keep(rows)` drops the other rows
+    (ended samples) from the next steps on. Build it with `lean_step`."""
 
     def __init__(self, decoder, encoder_out, batch_size: int, max_len: int):
         self.decoder = decoder
@@ -250,6 +271,12 @@ class LeanTransformerStep:
                                        EncoderAttention(layer.encoder_attn, encoder, padding)))
             self.sublayers.append((layer.normalize_before, layer.final_layer_norm, FeedForward(layer)))
         self.output = Affine.of(decoder.output_projection)
+
+    def keep(self, rows: Tensor):
+        """Step only the batch rows `rows` (indices into the current rows)
+        from now on: their caches are kept, the others' dropped."""
+        for _, _, sublayer in self.sublayers:
+            sublayer.keep(rows)
 
     def __call__(self, tokens: Tensor, step: int) -> Tensor:
         decoder = self.decoder

@@ -13,6 +13,10 @@ from fairseq_ot.modules.token_prediction import BANNED_LOG_PROB, draw_tokens
 # while the device runs this one; up to this many - 1 steps are run past the
 # end and undone (their tokens dropped, the generator's state rewound).
 GPU_STOP_CHECK_EVERY = 4
+# A step that can drop ended samples (the lean Transformer step, on CPU,
+# where every step checks) drops them once at most this fraction of the
+# rows it steps is still running: fewer, larger copies of its caches.
+DROP_ENDED_BELOW = 0.75
 
 
 def decoder_input_key(net_input):
@@ -91,23 +95,32 @@ def sample_steps(step, length_limits: Tensor, max_len: int, eos: int, pad: int, 
     """ancestral_sample's loop over the logits step(tokens, t) (their tensor
     is the loop's to overwrite), checking every `check_every` steps whether
     all samples have ended: steps drawn past the end are undone, so the
-    tokens and the generator's state are those of a check at every step."""
+    tokens and the generator's state are those of a check at every step.
+    With a check at every step, a step that has `keep(rows)` stops stepping
+    ended samples (`DROP_ENDED_BELOW`); a uniform is still drawn for every
+    row, so the tokens and the generator's state stay the same."""
     batch_size, device = length_limits.size(0), length_limits.device
     rng = None  # the generator to rewind, needed only when checks are spaced
     if check_every > 1:
         rng = generator if generator is not None else default_generator(device)
+    drops_ended = check_every == 1 and hasattr(step, "keep")
+    rows = None  # the rows the step still runs, once some were dropped
     banned_index = torch.tensor(list(banned), dtype=torch.long, device=device)
     token = torch.full((batch_size,), eos, dtype=torch.long, device=device)
     finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
     tokens, unchecked = [], []  # unchecked: (all ended, generator state) per step since the last check
     for index in range(max_len):
-        scores = step(token, index)
+        scores = step(token if rows is None else token.index_select(0, rows), index)
         if temperature != 1.0:  # x / 1.0 == x: skipped, bit for bit the same
             scores = scores / temperature
         scores = scores.float()
         if banned:
             scores.index_fill_(-1, banned_index, BANNED_LOG_PROB)
-        token = draw_tokens(scores, generator)
+        if rows is None:
+            token = draw_tokens(scores, generator)
+        else:
+            uniform = torch.rand(batch_size, 1, device=device, generator=generator).index_select(0, rows)
+            token = token.new_full((batch_size,), pad).index_copy_(0, rows, draw_tokens(scores, uniform=uniform))
         # the last allowed position ends the sequence whatever was drawn there
         token.masked_fill_(length_limits == index + 1, eos)
         token.masked_fill_(finished, pad)
@@ -123,6 +136,11 @@ def sample_steps(step, length_limits: Tensor, max_len: int, eos: int, pad: int, 
                     del tokens[first - len(ended) + 1:]
                 break
             unchecked = []
+        if drops_ended:
+            running = (~finished).nonzero().squeeze(1)
+            if running.numel() <= DROP_ENDED_BELOW * (batch_size if rows is None else rows.numel()):
+                step.keep(running if rows is None else torch.searchsorted(rows, running))
+                rows = running
     if not tokens:  # every limit is 0
         return token.new_empty(batch_size, 0), finished.new_empty(batch_size, 0)
     tokens = torch.stack(tokens, dim=1)
