@@ -116,11 +116,12 @@ def sample_steps(step, length_limits: Tensor, max_len: int, eos: int, pad: int, 
         scores = scores.float()
         if banned:
             scores.index_fill_(-1, banned_index, BANNED_LOG_PROB)
+        uniform = torch.rand(batch_size, 1, device=device, generator=generator)  # one per row, running or not
         if rows is None:
-            token = draw_tokens(scores, generator)
+            token = draw_tokens(scores, uniform=uniform)
         else:
-            uniform = torch.rand(batch_size, 1, device=device, generator=generator).index_select(0, rows)
-            token = token.new_full((batch_size,), pad).index_copy_(0, rows, draw_tokens(scores, uniform=uniform))
+            drawn = draw_tokens(scores, uniform=uniform.index_select(0, rows))
+            token = token.new_full((batch_size,), pad).index_copy_(0, rows, drawn)
         # the last allowed position ends the sequence whatever was drawn there
         token.masked_fill_(length_limits == index + 1, eos)
         token.masked_fill_(finished, pad)
