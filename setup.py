@@ -40,6 +40,7 @@ setup(
             "fairseq-ot-validate = fairseq_ot.cli:validate",
             "fairseq-ot-hydra-train = fairseq_ot.cli:hydra_train",
             "fairseq-ot-score-generations = fairseq_ot.cli.score_generations:main",
+            "fairseq-ot-build-seqkd = fairseq_ot.cli.build_seqkd:main",
         ]
     },
 )

@@ -37,3 +37,12 @@ def print_one_line(error):
     # to one stream at the same time
     sys.stderr.write(f"{program}: error: {error}\n")
     sys.stderr.flush()
+
+
+def check_sample_length_flags(prefix, max_len_a, max_len_b):
+    """Caps a * source length + b on samples: --PREFIX-max-len-a/b."""
+    require(math.isfinite(max_len_a) and max_len_a >= 0, f"--{prefix}-max-len-a", "finite and >= 0",
+            max_len_a)
+    require(max_len_b >= 0, f"--{prefix}-max-len-b", ">= 0", max_len_b)
+    require(max_len_a > 0 or max_len_b >= 1, f"--{prefix}-max-len-b", f">= 1 when --{prefix}-max-len-a is 0",
+            max_len_b)

@@ -18,7 +18,7 @@ from fairseq.logging import metrics
 from omegaconf import II
 
 from fairseq_ot.compat.update_count import FollowsUpdateCount
-from fairseq_ot.errors import FlagError, require
+from fairseq_ot.errors import FlagError, check_sample_length_flags, require
 from fairseq_ot.models.generator_mediator import GeneratorMediatorModel, mediator_tasks
 from fairseq_ot.modules.batch_random import batch_generator
 from fairseq_ot.modules.divergences import (
@@ -29,7 +29,7 @@ from fairseq_ot.modules.divergences import (
     step_kl,
 )
 from fairseq_ot.modules.packed_positions import packed_logits, unpack
-from fairseq_ot.modules.sampling import ancestral_sample, decoder_input_key, evaluation_mode
+from fairseq_ot.modules.sampling import decoder_input_key, draw_continuations, teacher_forcing_input
 from fairseq_ot.modules.token_prediction import banned_symbols
 
 
@@ -74,11 +74,7 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
         """`cfg`: the criterion's MediatorObjectiveConfig fields (fairseq's
         build_criterion passes the config node); `pi`: the mixture weight."""
         super().__init__(task)
-        require(math.isfinite(cfg.cot_max_len_a) and cfg.cot_max_len_a >= 0, "--cot-max-len-a",
-                "finite and >= 0", cfg.cot_max_len_a)
-        require(cfg.cot_max_len_b >= 0, "--cot-max-len-b", ">= 0", cfg.cot_max_len_b)
-        require(cfg.cot_max_len_a > 0 or cfg.cot_max_len_b >= 1, "--cot-max-len-b",
-                ">= 1 when --cot-max-len-a is 0", cfg.cot_max_len_b)
+        check_sample_length_flags("cot", cfg.cot_max_len_a, cfg.cot_max_len_b)
         require(cfg.cot_samples_per_source >= 1, "--cot-samples-per-source", ">= 1",
                 cfg.cot_samples_per_source)
         require(cfg.cot_mediator_steps >= 1, "--cot-mediator-steps", ">= 1", cfg.cot_mediator_steps)
@@ -252,41 +248,16 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
                 and self.num_updates % self.mediator_steps == 0)
 
     def draw_samples(self, generator, data_input, batch_size, rng):
-        """Samples of at most a * source length + b tokens (b for language
-        models), and at most the generator's max_decoder_positions(), as
-        fairseq's SequenceGenerator caps --max-len-a/b: the decoder takes no
-        longer prefix, the sampler's cache is that long, and a * length + b
-        past 2^63 would wrap to a negative integer, clamped to 1 (one-token
-        samples). a * length + b in float64, as fairseq computes it."""
-        copies = self.samples_per_source
-        longest = generator.max_decoder_positions()
-        if decoder_input_key(data_input) == "prev_output_tokens":  # condition on the source
-            order = self.source_order(batch_size, data_input["src_tokens"].device)
-            encoder_input = {key: data_input[key].index_select(0, order)
-                             for key in ("src_tokens", "src_lengths")}
-            limits = self.max_len_a * encoder_input["src_lengths"].double() + self.max_len_b
-            limits = limits.clamp(min=1, max=longest).long()
-        else:
-            encoder_input = None
-            limits = torch.full((batch_size * copies,), min(self.max_len_b, longest), dtype=torch.long,
-                                device=data_input["src_tokens"].device)
-        with torch.no_grad(), evaluation_mode(generator):
-            return ancestral_sample(generator, limits, self.eos, self.padding_idx,
-                                    self.banned, encoder_input, rng)
+        """--cot-samples-per-source samples per source (per data sequence
+        for language models), capped as `draw_continuations` caps them."""
+        order = self.source_order(batch_size, data_input["src_tokens"].device)
+        return draw_continuations(generator, data_input, order, self.max_len_a, self.max_len_b,
+                                  self.eos, self.padding_idx, self.banned, rng)
 
     def teacher_forcing_input(self, data_input, samples):
-        """The net_input that feeds `samples` as gold targets: shifted right
-        behind EOS, as fairseq's datasets build prev_output_tokens."""
-        shifted = torch.cat([torch.full_like(samples[:, :1], self.eos), samples[:, :-1]], 1)
-        lengths = samples.ne(self.padding_idx).sum(1)
-        if decoder_input_key(data_input) == "src_tokens":  # language model
-            return {"src_tokens": shifted, "src_lengths": lengths}
+        """The net_input that feeds `samples` as gold targets (`teacher_forcing_input`)."""
         order = self.source_order(data_input["src_tokens"].size(0), samples.device)
-        return {
-            "src_tokens": data_input["src_tokens"].index_select(0, order),
-            "src_lengths": data_input["src_lengths"].index_select(0, order),
-            "prev_output_tokens": shifted,
-        }
+        return teacher_forcing_input(data_input, samples, order, self.eos, self.padding_idx)
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:

@@ -24,3 +24,23 @@ def batch_generator(seed: int, num_updates: int, sample_ids: Tensor) -> torch.Ge
     generator = torch.Generator(device=sample_ids.device)
     generator.manual_seed(int.from_bytes(digest.digest(), "little") >> 1)
     return generator
+
+
+def sentence_uniforms(seed: int, num_updates: int, sample_ids: Tensor) -> Tensor:
+    """One uniform in [0, 1) per sentence, float64 on the ids' device, a
+    function of (seed, update number, that sentence's id) alone: the same
+    whatever else is in its batch, on any rank, after a resume."""
+    ids = sample_ids.detach().cpu().numpy().astype(np.uint64)
+    # splitmix64 (Steele et al. 2014) of the three words, mixed in turn
+    state = np.full(ids.shape, np.uint64(seed & (2**64 - 1)), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for word in (np.uint64(num_updates & (2**64 - 1)), ids):
+            state = _splitmix64(state ^ word)
+    return torch.from_numpy((state >> np.uint64(11)).astype(np.float64) / 2.0**53).to(sample_ids.device)
+
+
+def _splitmix64(x):
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))

@@ -277,3 +277,97 @@ def token_js_pi(lprobs: Tensor, target: Tensor, pi: float, label_smoothing: floa
     log_q = lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1).double()
     target_loss, _ = _js_summands(log_q, 0.0, pi)
     return (target_loss + torch.expm1(log_q) * (math.log1p(-pi) / pi)).float()
+
+
+# log(beta) - 30 bounds the ratios `_mixture_summands` exponentiates: below
+# this beta, exp of 30 - log(beta) leaves float32's range.
+MIN_DISTILL_BETA = 1e-25
+
+
+def _mixture_summands(log_q: Tensor, log_p: Tensor, beta: float):
+    """JS_beta[P||Q] / (beta (1 - beta)) entry by entry, for P and Q both
+    distributions given by log-probabilities (P may have zeros, as
+    BANNED_LOG_PROB), and its exact partial derivative in log Q:
+
+        loss(v) = (Q / beta) log(Q / M) + (P / (1 - beta)) log(P / M),
+        grad(v) = (Q / beta) log(Q / M),     M = beta P + (1 - beta) Q.
+
+    As `_js_summands` (which holds P constant), the ratio of the two that
+    is near 1 comes from log1p of its exact offset, so each summand loses
+    only eps |P - Q| in float32. log(Q/P) is clamped to [log(beta) - 30,
+    30 - log(1 - beta)]: beyond either end one distribution's terms vanish
+    to e^-30 of the other's (a zero P or Q is such an end), and exp of the
+    clamped ratios stays finite."""
+    log_q_over_p = (log_q - log_p).clamp(min=math.log(beta) - 30, max=30 - math.log1p(-beta))
+    if beta <= 0.5:
+        log_q_over_m = -torch.log1p(beta * torch.expm1(-log_q_over_p))
+        log_m_over_p = log_q_over_p - log_q_over_m
+    else:
+        log_m_over_p = torch.log1p((1 - beta) * torch.expm1(log_q_over_p))
+        log_q_over_m = log_q_over_p - log_m_over_p
+    grad = torch.exp(log_q - math.log(beta)) * log_q_over_m
+    return grad - torch.exp(log_p - math.log1p(-beta)) * log_m_over_p, grad
+
+
+class _MixtureJS(torch.autograd.Function):
+    """Scaled JS_beta per position from the student's log-probabilities, the
+    teacher's constant; the gradient over log Q is formed in the forward
+    pass and is the one [N, V] tensor kept for backward."""
+
+    @staticmethod
+    def forward(ctx, log_q, log_p, beta):
+        # at the ends, the interior gradient's limits: Q - P and Q log(Q/P),
+        # which differ from the KLs' partial derivatives by Q, the direction
+        # the log-softmax that makes log Q cancels (and are exactly 0 at Q = P)
+        if beta == 0:  # KL[P||Q]
+            p = log_p.exp()
+            loss, grad = p * (log_p - log_q), log_q.exp().sub_(p)
+        elif beta == 1:  # KL[Q||P]
+            loss = log_q.exp() * (log_q - log_p)
+            grad = loss
+        else:
+            loss, grad = _mixture_summands(log_q, log_p, beta)
+        ctx.save_for_backward(grad)
+        return loss.sum(-1)
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_loss.unsqueeze(-1), None, None
+
+
+def js_beta(student_lprobs: Tensor, teacher_lprobs: Tensor, beta: float) -> Tensor:
+    """Generalized Jensen-Shannon divergence between a teacher T and a
+    student S at every position, scaled to reach the two KLs at its ends:
+
+        D_beta = JS_beta[T||S] / (beta (1 - beta)),
+        JS_beta[T||S] = beta KL[T||M] + (1 - beta) KL[S||M],  M = beta T + (1 - beta) S,
+
+    D_0 = KL[T||S] (forward, word-level KD) and D_1 = KL[S||T] (reverse),
+    the limits of D_beta, which is continuous on [0, 1].
+
+    Parameters
+    ----------
+    student_lprobs : Tensor, shape (..., V)
+        log S, with gradient (float32 and float64 are kept, others become float32).
+    teacher_lprobs : Tensor, shape (..., V)
+        log T, a constant; zero probabilities as BANNED_LOG_PROB (top-k
+        teachers), not -inf. With beta = 1 a zero of T where S is positive
+        makes the loss about 1e30: top-k teachers need beta < 1.
+    beta : float
+        0, 1, or in [MIN_DISTILL_BETA, 1 - 1e-16].
+
+    Returns
+    -------
+    loss : Tensor, shape (...)
+        D_beta in nats; its gradient flows to `student_lprobs` only.
+
+    References
+    ----------
+    Agarwal et al. (ICLR 2024), "On-Policy Distillation of Language Models:
+    Learning from Self-Generated Mistakes" (GKD), for JSD(beta) between
+    teacher and student; Huszar (2015) for JS_pi and its limits.
+    """
+    if student_lprobs.dtype not in (torch.float32, torch.float64):
+        student_lprobs = student_lprobs.float()
+    return _MixtureJS.apply(student_lprobs, teacher_lprobs.detach().to(student_lprobs.dtype), beta)

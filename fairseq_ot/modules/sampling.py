@@ -150,3 +150,41 @@ def sample_steps(step, length_limits: Tensor, max_len: int, eos: int, pad: int, 
     positions = torch.arange(tokens.size(1), device=device)
     forced = tokens.eq(eos) & positions.eq(length_limits.unsqueeze(1) - 1)
     return tokens, forced
+
+
+def draw_continuations(model, data_input, order: Tensor, max_len_a: float, max_len_b: int, eos: int,
+                       pad: int, banned, rng):
+    """Samples from `model` (dropout off, no gradient) for the rows `order`
+    of a batch's net_input (their sources, for an encoder-decoder; a
+    language model draws `order.numel()` sequences), each at most
+    a * source length + b tokens (b for language models) and at most the
+    model's max_decoder_positions(), as fairseq's SequenceGenerator caps
+    --max-len-a/b: the decoder takes no longer prefix, and a * length + b
+    past 2^63 would wrap to a negative integer, clamped to 1 (one-token
+    samples). a * length + b in float64, as fairseq computes it. Returns
+    ancestral_sample's tokens and forced-EOS mask."""
+    longest = model.max_decoder_positions()
+    if decoder_input_key(data_input) == "prev_output_tokens":  # condition on the source
+        encoder_input = {key: data_input[key].index_select(0, order) for key in ("src_tokens", "src_lengths")}
+        limits = max_len_a * encoder_input["src_lengths"].double() + max_len_b
+        limits = limits.clamp(min=1, max=longest).long()
+    else:
+        encoder_input = None
+        limits = torch.full((order.numel(),), min(max_len_b, longest), dtype=torch.long, device=order.device)
+    with torch.no_grad(), evaluation_mode(model):
+        return ancestral_sample(model, limits, eos, pad, banned, encoder_input, rng)
+
+
+def teacher_forcing_input(data_input, samples: Tensor, order: Tensor, eos: int, pad: int):
+    """The net_input that feeds `samples` [S, L] as gold targets, with the
+    sources of the batch's rows `order` [S]: shifted right behind EOS, as
+    fairseq's datasets build prev_output_tokens."""
+    shifted = torch.cat([torch.full_like(samples[:, :1], eos), samples[:, :-1]], 1)
+    lengths = samples.ne(pad).sum(1)
+    if decoder_input_key(data_input) == "src_tokens":  # language model
+        return {"src_tokens": shifted, "src_lengths": lengths}
+    return {
+        "src_tokens": data_input["src_tokens"].index_select(0, order),
+        "src_lengths": data_input["src_lengths"].index_select(0, order),
+        "prev_output_tokens": shifted,
+    }

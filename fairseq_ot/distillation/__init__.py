@@ -1,0 +1,1 @@
+"""Distillation from a teacher beyond the `distill` criterion: sequence-level KD data."""
