@@ -47,6 +47,7 @@ import json
 import logging
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -63,6 +64,7 @@ from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEn
 from fairseq.data import Dictionary, LanguagePairDataset
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.tasks.translation import TranslationTask
+from omegaconf import OmegaConf
 
 import fairseq_ot  # noqa: F401  (registers the plugin's criterions)
 from fairseq_ot.tasks.mediator import MediatorTranslationTask
@@ -82,7 +84,12 @@ VARIANTS = {
     "scheduled_sampling:stepwise": ("scheduled_sampling", ["--ss-mode", "stepwise"]),
     "gjs:mediator": ("gjs", ["--gjs-mode", "mediator"]),
     "gjs:smoothed": ("gjs", ["--label-smoothing", LABEL_SMOOTHING]),
+    "distill:on_policy": ("distill", ["--distill-on-policy", "1", "--distill-beta", "0.5"]),
 }
+# Criteria that need a teacher (--teacher-layers/--teacher-dim); without one
+# they are skipped.
+TEACHER_CRITERIA = {"distill", "distill:on_policy"}
+TEACHER_FORWARD = "teacher forward"  # a row: the teacher's forward alone, no gradient
 # Criteria that train a mediator beside the generator: they run on the
 # mediator task, the generator starting from the same weights as the others.
 MEDIATOR_CRITERIA = {"cot", "gjs:mediator"}
@@ -93,7 +100,10 @@ TARGETS = {
     "ipot_speedup": 20.0,
 }
 # The mediator criteria's targets depend on the mediator's size.
-MEDIATOR_TARGETS = {"default": {"time": 1.6}, "equal": {"time": 3.5, "memory": 2.5}}
+MEDIATOR_TARGETS = {"default": {"time": 1.6}, "equal": {"time": 3.5, "memory": 2.5}, "teacher": {}}
+# A word-level distill step costs at most MLE's plus this many teacher forwards;
+# an on-policy one at most this many cot steps with a mediator of the teacher's size.
+DISTILL_TARGETS = {"distill": 1.1, "distill:on_policy": 1.1}
 # Sample length limits: the source length (the data's), or the criterion's default.
 SAMPLE_LENGTH_FLAGS = {"data": ["--cot-max-len-a", "1", "--cot-max-len-b", "0"], "limit": []}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -127,7 +137,17 @@ def parse_args():
                         f"{BASELINE} is always run, being the reference")
     parser.add_argument("--mediator", choices=sorted(MEDIATOR_TARGETS), default="default",
                         help="the mediator of cot and gjs:mediator: the task's default "
-                        "size (embed 64, FFN 64, 1 layer) or as large as the generator")
+                        "size (embed 64, FFN 64, 1 layer), as large as the generator, or "
+                        "as large as the teacher (--teacher-layers/--teacher-dim)")
+    parser.add_argument("--data", type=Path, metavar="DATA_BIN",
+                        help="batches of a real corpus instead of synthetic ones: the first "
+                        "--batches of fairseq's own length-bucketed batches of its train "
+                        "split (--max-tokens each, its dictionary)")
+    parser.add_argument("--max-tokens", type=int, default=4096, help="with --data: tokens per batch")
+    parser.add_argument("--teacher-layers", type=int, default=0,
+                        help="a teacher transformer of this many layers each side (and "
+                        "--teacher-dim) for the distill rows; 0: no teacher, distill skipped")
+    parser.add_argument("--teacher-dim", type=int, default=256, help="the teacher's dim; ffn 4x")
     parser.add_argument("--sample-length", choices=sorted(SAMPLE_LENGTH_FLAGS), default="data",
                         help="samples capped at the source length (a trained generator's "
                         "lengths) or at the criterion's own limit (an untrained one's)")
@@ -146,6 +166,10 @@ def parse_args():
     args = parser.parse_args()
     if args.warmup < 1:
         parser.error("--warmup must be at least 1")
+    if args.mediator == "teacher" and not args.teacher_layers:
+        parser.error("--mediator teacher needs --teacher-layers")
+    if args.data is not None and not list(args.data.glob("dict.*.txt")):
+        parser.error(f"--data {args.data}: no dict.*.txt there (a fairseq-preprocess folder)")
     return args
 
 
@@ -170,17 +194,26 @@ def criterion_specs(selected):
     return {label: spec for label, spec in specs.items() if label == BASELINE or label in selected}
 
 
-def fairseq_config(args, criterion, criterion_flags, task="translation"):
-    """The config fairseq-train would build from these command-line flags
-    (on the mediator task, the --mediator size and --sample-length cap)."""
-    heads = max(1, args.dim // 64)
-    model_flags = [
+def transformer_flags(layers, dim):
+    heads = max(1, dim // 64)
+    return [
         "--arch", "transformer", "--share-all-embeddings",
-        "--encoder-layers", str(args.layers), "--decoder-layers", str(args.layers),
-        "--encoder-embed-dim", str(args.dim), "--decoder-embed-dim", str(args.dim),
-        "--encoder-ffn-embed-dim", str(4 * args.dim), "--decoder-ffn-embed-dim", str(4 * args.dim),
+        "--encoder-layers", str(layers), "--decoder-layers", str(layers),
+        "--encoder-embed-dim", str(dim), "--decoder-embed-dim", str(dim),
+        "--encoder-ffn-embed-dim", str(4 * dim), "--decoder-ffn-embed-dim", str(4 * dim),
         "--encoder-attention-heads", str(heads), "--decoder-attention-heads", str(heads),
     ]
+
+
+def fairseq_config(args, criterion, criterion_flags, task="translation", model_flags=None):
+    """The config fairseq-train would build from these command-line flags
+    (on the mediator task, the --mediator size and --sample-length cap)."""
+    model_flags = model_flags or transformer_flags(args.layers, args.dim)
+    if criterion == "distill":
+        # samples capped as the mediator criteria's are
+        length = SAMPLE_LENGTH_FLAGS[args.sample_length]
+        criterion_flags = ["--teacher-path", str(args.teacher_path),
+                           *[flag.replace("--cot-", "--distill-") for flag in length], *criterion_flags]
     if task == "translation" and issubclass(CRITERION_REGISTRY[criterion],
                                             LabelSmoothedCrossEntropyCriterion):
         # Criteria that add to label-smoothed NLL: smooth alike, compare the additions
@@ -189,15 +222,17 @@ def fairseq_config(args, criterion, criterion_flags, task="translation"):
     mediator_flags = []
     if task != "translation":
         mediator_flags = SAMPLE_LENGTH_FLAGS[args.sample_length]
-        if args.mediator == "equal":
+        if args.mediator != "default":
+            layers, dim = ((args.layers, args.dim) if args.mediator == "equal"
+                           else (args.teacher_layers, args.teacher_dim))
             mediator_flags = mediator_flags + [
-                "--mediator-embed-dim", str(args.dim), "--mediator-hidden-dim", str(4 * args.dim),
-                "--mediator-layers", str(args.layers),
+                "--mediator-embed-dim", str(dim), "--mediator-hidden-dim", str(4 * dim),
+                "--mediator-layers", str(layers),
             ]
     parser = options.get_training_parser()
     # The data directory is never read: the dictionary and batches live in memory.
     namespace = options.parse_args_and_arch(parser, input_args=[
-        "in-memory", "--task", task, "--seed", str(args.seed), *model_flags, *mediator_flags,
+        str(args.data or "in-memory"), "--task", task, "--seed", str(args.seed), *model_flags, *mediator_flags,
         "--criterion", criterion, *criterion_flags,
     ])
     with warnings.catch_warnings():
@@ -238,6 +273,49 @@ def synthetic_batches(task_cfg, dictionary, args, device):
     return batches
 
 
+def corpus_batches(task, args, device):
+    """The first --batches of fairseq's own batches of the train split:
+    sentences grouped by length, --max-tokens each, shuffled by --seed."""
+    task.load_dataset("train")
+    dataset = task.dataset("train")
+    iterator = task.get_batch_iterator(dataset, max_tokens=args.max_tokens, seed=args.seed,
+                                       max_positions=(1024, 1024), ignore_invalid_inputs=True)
+    batches = []
+    for sample in iterator.next_epoch_itr(shuffle=True):
+        batches.append(utils.apply_to_sample(lambda tensor: tensor.to(device), sample))
+        if len(batches) == args.batches:
+            break
+    return batches
+
+
+def write_teacher_checkpoint(path, args, task, device):
+    """A randomly initialised transformer of the teacher's size, saved as a
+    fairseq checkpoint over the bench's dictionary (what --teacher-path
+    reads): the step's cost does not depend on the weights."""
+    cfg = fairseq_config(args, BASELINE, [], model_flags=transformer_flags(args.teacher_layers,
+                                                                            args.teacher_dim))
+    torch.manual_seed(args.seed + 1)
+    model = task.build_model(cfg.model)
+    torch.save({"cfg": OmegaConf.to_container(cfg), "model": model.state_dict(), "args": None,
+                "task_state": task.state_dict(), "extra_state": {}, "last_optimizer_state": None,
+                "optimizer_history": [{"criterion_name": "LabelSmoothedCrossEntropyCriterion",
+                                       "optimizer_name": "Adam", "num_updates": 0,
+                                       "lr_scheduler_state": {"best": None}}]}, path)
+    return model.to(device).eval()
+
+
+class TeacherForward:
+    """A row of the table: the teacher's forward over the batch, no gradient."""
+
+    def __init__(self, model):
+        self.model = model
+        self.last_log = {"loss": 0.0}
+
+    @torch.no_grad()
+    def step(self, sample):
+        self.model(**sample["net_input"])
+
+
 class Trainee:
     """A criterion with its own copy of the initial model and its own Adam,
     so that the criteria can take turns step by step."""
@@ -268,13 +346,27 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.device = torch.device(args.device)
-        self.dictionary = synthetic_dictionary(args.vocab)
         cfg = fairseq_config(args, BASELINE, [])
+        if args.data is None:
+            self.dictionary = synthetic_dictionary(args.vocab)
+            task = self.new_task(cfg)
+            self.batches = synthetic_batches(cfg.task, self.dictionary, args, self.device)
+        else:
+            task = TranslationTask.setup_task(cfg.task)
+            self.dictionary = task.target_dictionary
+            self.batches = corpus_batches(task, args, self.device)
         torch.manual_seed(args.seed)
-        self.model = self.new_task(cfg).build_model(cfg.model).to(self.device)
-        self.batches = synthetic_batches(cfg.task, self.dictionary, args, self.device)
+        self.model = task.build_model(cfg.model).to(self.device)
         self.trainees, self.skipped = {}, {}
+        if args.teacher_layers:
+            self.teacher_dir = tempfile.TemporaryDirectory()
+            args.teacher_path = Path(self.teacher_dir.name) / "teacher.pt"
+            teacher = write_teacher_checkpoint(args.teacher_path, args, task, self.device)
+            self.trainees[TEACHER_FORWARD] = TeacherForward(teacher)
         for label, (name, flags) in criterion_specs(args.criteria).items():
+            if label in TEACHER_CRITERIA and not args.teacher_layers:
+                self.skipped[label] = "needs a teacher: --teacher-layers"
+                continue
             task_name = "mediator_translation" if label in MEDIATOR_CRITERIA else "translation"
             try:
                 # A task of its own: a criterion may hook into its task.
@@ -293,7 +385,10 @@ class Bench:
 
     def new_task(self, cfg, task_name="translation"):
         task_class = MediatorTranslationTask if task_name != "translation" else TranslationTask
-        return task_class(cfg.task, self.dictionary, self.dictionary)
+        task = task_class(cfg.task, self.dictionary, self.dictionary)
+        if self.args.data is not None:  # the corpus' batches are already built
+            task.datasets = {}
+        return task
 
 
 
@@ -373,6 +468,8 @@ def criterion_results(bench, times, meters):
         }
         if "cot_samples" in log:
             results[label]["sample_len"] = log["cot_sample_tokens"] / log["cot_samples"]
+        if log.get("distill_on_policy_sentences"):
+            results[label]["sample_len"] = log["distill_sample_tokens"] / log["distill_on_policy_sentences"]
     return results
 
 
@@ -532,6 +629,21 @@ def target_lines(results, ipot_results, mediator):
             verdict = "met" if ratio <= limit else "MISSED"
             setting = f" ({mediator} mediator)" if label in MEDIATOR_CRITERIA else ""
             lines.append(f"{label}{setting} {measure} {ratio:.2f}x, target <= {limit}x: {verdict}")
+    distill_floor = {"distill": (BASELINE, TEACHER_FORWARD), "distill:on_policy": ("cot", None)}
+    for label, limit in DISTILL_TARGETS.items():
+        base, teacher = distill_floor[label]
+        if label not in results or base not in results or (teacher and teacher not in results):
+            continue
+        if teacher:
+            units = ((results[label]["ms_per_step"] - results[base]["ms_per_step"])
+                     / results[teacher]["ms_per_step"])
+            verdict = "met" if units <= limit else "MISSED"
+            lines.append(f"{label}: MLE step + {units:.2f} teacher forwards, target <= {limit}: {verdict}")
+        elif mediator == "teacher":
+            ratio = results[label]["ms_per_step"] / results[base]["ms_per_step"]
+            verdict = "met" if ratio <= limit else "MISSED"
+            lines.append(f"{label}: {ratio:.2f}x cot with a teacher-sized mediator, target <= {limit}x: "
+                         f"{verdict}")
     for gradient, row in ipot_results.items():
         limit = TARGETS["ipot_speedup"]
         verdict = "met" if row["speedup"] >= limit else "MISSED"
@@ -560,8 +672,12 @@ def describe_setup(bench):
         f"transformer {args.layers}+{args.layers} layers, dim {args.dim}, ffn {4 * args.dim}, "
         f"vocab {len(bench.dictionary)}, {parameters / 1e6:.1f}M parameters "
         f"({parameter_mb:.1f} MB, {3 * parameter_mb:.1f} MB with Adam's moments)",
-        f"{args.batches} batches of {args.batch_size} sentences, {args.min_len}..{args.max_len} "
-        f"tokens; target tokens {tokens}, padded targets {padded}",
+        (f"{args.batches} batches of {args.batch_size} synthetic sentences, {args.min_len}..{args.max_len} "
+         f"tokens" if args.data is None else
+         f"{args.batches} of fairseq's length-bucketed batches of {args.data} (train, --max-tokens "
+         f"{args.max_tokens})") + f"; target tokens {tokens}, padded targets {padded}",
+        *([f"teacher: transformer {args.teacher_layers}+{args.teacher_layers} layers, dim "
+           f"{args.teacher_dim}, ffn {4 * args.teacher_dim}"] if args.teacher_layers else []),
         f"mediator criteria: {args.mediator} mediator, samples capped at "
         f"{'the source length' if args.sample_length == 'data' else 'the criterion limit'}",
         f"timing: {args.rounds} rounds x {args.batches} steps per criterion, alternating "

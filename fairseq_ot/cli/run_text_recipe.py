@@ -33,6 +33,9 @@ from fairseq_ot.recipes import (
     recipe_task,
 )
 
+# recipe -> the task its scores are of (a student recipe is a translation's)
+TASK_OF_RECIPE = {"translation": "translation", "translation_student": "translation",
+                  "summarization": "summarization"}
 METRIC = {"translation": "bleu", "summarization": "rouge"}
 
 
@@ -50,7 +53,7 @@ def parse_args(argv):
     that shares a name with one of them (--split, --device) stays fairseq's."""
     own, extra = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recipe", choices=sorted(METRIC))
+    parser.add_argument("recipe", choices=sorted(TASK_OF_RECIPE))
     parser.add_argument("prepared_dir", type=Path)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("criterion")
@@ -91,10 +94,10 @@ def main(argv=None):
     write_atomically(output, generated)
 
     try:
-        metrics, count = score(METRIC[args.recipe], output, args.prepared_dir, args.split)
+        metrics, count = score(METRIC[TASK_OF_RECIPE[args.recipe]], output, args.prepared_dir, args.split)
     except ValueError as error:
         sys.exit(f"error: {error}")
-    path = write_scores(args.run_dir, args.split, task=args.recipe, recipe=args.recipe,
+    path = write_scores(args.run_dir, args.split, task=TASK_OF_RECIPE[args.recipe], recipe=args.recipe,
                         criterion=args.criterion, metrics=metrics, hypotheses=count,
                         command=shlex.join([sys.argv[0], *argv]))
     print(" ".join(f"{k}={v:.2f}" for k, v in metrics.items()) + f" ({count} hypotheses) -> {path}")

@@ -146,19 +146,25 @@ class DistillCriterion(FollowsUpdateCount, FairseqCriterion):
         mask = target.ne(self.padding_idx)
         on_policy = self.on_policy_sentences(sample)
         tokens = target[mask]
-        student = packed_logits(model, net_input, mask)
+        # with every sentence on-policy and no NLL term, the references'
+        # forward is for the logged NLLs only
+        logged_only = self.alpha == 0 and bool(on_policy.all())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not logged_only):
+            student = packed_logits(model, net_input, mask)
+            lprobs = F.log_softmax(student.float(), dim=-1)
+            smoothed, nll = label_smoothed_nll_loss(lprobs, tokens, self.eps, reduce=True)
         with torch.no_grad():
             teacher_logits = packed_logits(teacher, net_input, mask)
-        lprobs = F.log_softmax(student.float(), dim=-1)
-        smoothed, nll = label_smoothed_nll_loss(lprobs, tokens, self.eps, reduce=True)
         with torch.no_grad():
-            teacher_nll = -F.log_softmax(teacher_logits.float(), dim=-1).gather(
-                -1, tokens.unsqueeze(-1)).sum()
+            teacher_lprobs = F.log_softmax(teacher_logits.float(), dim=-1)
+            teacher_nll = -teacher_lprobs.gather(-1, tokens.unsqueeze(-1)).sum()
 
         reference = ~on_policy.unsqueeze(1).expand_as(mask)[mask]  # [N]: positions distilled here
+        student_lprobs = lprobs
         if not reference.all():
             student, teacher_logits = student[reference], teacher_logits[reference]
-        divergence = self.divergence(student, teacher_logits, lprobs if reference.all() else None)
+            student_lprobs, teacher_lprobs = lprobs[reference], teacher_lprobs[reference]
+        divergence = self.divergence(student, teacher_logits, student_lprobs, teacher_lprobs)
         positions = int(reference.sum())
 
         rows = on_policy.nonzero().squeeze(1)
@@ -200,17 +206,19 @@ class DistillCriterion(FollowsUpdateCount, FairseqCriterion):
             return torch.zeros_like(ids, dtype=torch.bool)
         return sentence_uniforms(self.seed, self.num_updates, ids) < self.on_policy
 
-    def divergence(self, student_logits, teacher_logits, student_lprobs=None):
+    def divergence(self, student_logits, teacher_logits, student_lprobs=None, teacher_lprobs=None):
         """Summed D_beta at packed positions, from [N, V] logits at
-        temperature tau (`student_lprobs`: the student's at tau 1, reused
-        when tau is 1)."""
+        temperature tau; the log-softmaxes at tau 1, when given, are reused
+        at tau 1 (the teacher's over the full vocabulary only)."""
         if self.temperature != 1:
             student_logits = student_logits / self.temperature
             teacher_logits = teacher_logits / self.temperature
-            student_lprobs = None
+            student_lprobs = teacher_lprobs = None
         if student_lprobs is None:
             student_lprobs = F.log_softmax(student_logits.float(), dim=-1)
-        return js_beta(student_lprobs, self.teacher_log_probs(teacher_logits), self.beta).sum()
+        if teacher_lprobs is None or self.topk:
+            teacher_lprobs = self.teacher_log_probs(teacher_logits)
+        return js_beta(student_lprobs, teacher_lprobs, self.beta).sum()
 
     def teacher_log_probs(self, logits):
         """log T over the full vocabulary, or over the top K renormalised per
