@@ -11,7 +11,8 @@
 
 Dropout is 0: fairseq's dropout draws from torch's global generator, whose
 stream depends on how batches are spread over processes; the criterions'
-own draws come from a generator of the batch (fairseq_ot/modules/batch_random)."""
+own draws come from a generator of the batch (fairseq_ot/modules/batch_random).
+The distill runs read a tiny teacher trained first, in the same process."""
 
 import json
 import math
@@ -23,7 +24,7 @@ import torch
 from fairseq.criterions import CRITERION_REGISTRY
 
 from conftest import REPO, TINY_TRANSFORMER, USER_DIR, run_cli
-from criterion_flags import CRITERIA
+from criterion_flags import CRITERIA, TEACHER, teacher_args, with_teacher
 
 RUNNER = REPO / "tests" / "fairseq_train_several.py"
 
@@ -62,14 +63,30 @@ def parameters(save_dir):
     return torch.load(save_dir / "checkpoint_last.pt", weights_only=True)["model"]
 
 
+def selected_criteria(session):
+    """The criteria of this module's tests that the session runs (all of
+    CRITERIA unless -k or node ids select fewer): the runs of the others are
+    not made."""
+    names = {item.callspec.params["name"] for item in session.items
+             if getattr(item, "module", None) is not None and item.module.__name__ == __name__
+             and "name" in getattr(getattr(item, "callspec", None), "params", {})}
+    return [name for name in CRITERIA if name in names]
+
+
 @pytest.fixture(scope="module")
-def runs(toy_data_bin, tmp_path_factory):
+def runs(toy_data_bin, tmp_path_factory, request):
     """For every criterion, folders one/ (N updates, 1 process, --update-freq
     2), two/ (2 processes), resumed/ (N/2 updates, then N) and fp16/, each
     with its logs (train*.log) and checkpoint_last.pt."""
     root = tmp_path_factory.mktemp("runs")
     single, distributed = [], []
-    for name, criterion_args in CRITERIA.items():
+    names = selected_criteria(request.session)
+    teacher = root / "teacher"
+    if any(TEACHER in CRITERIA[name] for name in names):  # trained before the runs that read it
+        teacher.mkdir()
+        single.append((teacher_args(toy_data_bin, teacher), teacher / "train.log"))
+    for name in names:
+        criterion_args = with_teacher(CRITERIA[name], teacher / "checkpoint_last.pt")
         def run(folder, *extra, log="train.log"):
             save_dir = root / name / folder
             save_dir.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,8 @@ versions and how to tell it is no longer needed; the README lists them.
   fairseq that call CUDA: the flat float32 weights, a skipped overflow)
 - `finished_training`: a rerun of a finished training (--max-update,
   --max-epoch) trains nothing and leaves its checkpoints as they are
+- `log_file_once`: `--log-file` holds each line once (fairseq added a file
+  handler per epoch)
 - `glibc_malloc`: glibc's malloc keeps the memory a training step frees
   (10x fewer page faults on CPU); not where the user chose the allocator
 - `numpy_alias`: `np.compat.long` for fairseq's data code on numpy 2
@@ -27,6 +29,7 @@ from fairseq_ot.compat import (
     cpu_fp16,
     finished_training,
     glibc_malloc,
+    log_file_once,
     numpy_alias,
     one_line_errors,
     vocabulary_fingerprint,
@@ -45,6 +48,7 @@ def install() -> None:
     cpu_fp16.install()
     finished_training.install()
     glibc_malloc.install()
+    log_file_once.install()
     numpy_alias.install()
     one_line_errors.install_excepthook(ONE_LINE_ERRORS)
     vocabulary_fingerprint.install()
