@@ -42,6 +42,7 @@ for IPOT.
 """
 
 import argparse
+import contextlib
 import copy
 import json
 import logging
@@ -71,6 +72,7 @@ from fairseq_ot.tasks.mediator import MediatorTranslationTask
 from fairseq_ot.ot import cosine_cost, ipot, uniform_marginals
 from fairseq_ot.benchmarks.memory_meter import MB, check_storage_meter, memory_meter
 from fairseq_ot.benchmarks.op_count import ops_per_step
+from fairseq_ot.modules import sampling
 from fairseq_ot.modules.sampling import ancestral_sample
 from fairseq_ot.modules.token_prediction import banned_symbols
 
@@ -105,7 +107,10 @@ MEDIATOR_TARGETS = {"default": {"time": 1.6}, "equal": {"time": 3.5, "memory": 2
 # an on-policy one at most this many cot steps with a mediator of the teacher's size.
 DISTILL_TARGETS = {"distill": 1.1, "distill:on_policy": 1.1}
 # Sample length limits: the source length (the data's), or the criterion's default.
-SAMPLE_LENGTH_FLAGS = {"data": ["--cot-max-len-a", "1", "--cot-max-len-b", "0"], "limit": []}
+SAMPLE_LENGTH_FLAGS = {"data": ["--cot-max-len-a", "1", "--cot-max-len-b", "0"], "limit": [],
+                       "reference": []}
+SAMPLE_LENGTHS = {"data": "the source length", "limit": "the criterion limit",
+                  "reference": "the reference length"}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -150,7 +155,10 @@ def parse_args():
     parser.add_argument("--teacher-dim", type=int, default=256, help="the teacher's dim; ffn 4x")
     parser.add_argument("--sample-length", choices=sorted(SAMPLE_LENGTH_FLAGS), default="data",
                         help="samples capped at the source length (a trained generator's "
-                        "lengths) or at the criterion's own limit (an untrained one's)")
+                        "lengths, where sources and targets are alike, as in the synthetic "
+                        "batches), at each row's reference length (a trained generator's, "
+                        "on a real corpus: --data) or at the criterion's own limit (an "
+                        "untrained one's)")
     parser.add_argument("--ipot-repeats", type=int, default=9,
                         help="timed repeats of each IPOT variant; the median counts "
                         "(0 skips IPOT)")
@@ -316,12 +324,34 @@ class TeacherForward:
         self.model(**sample["net_input"])
 
 
+@contextlib.contextmanager
+def samples_of_reference_length(sample):
+    """Within the block, samples drawn for the batch's rows
+    (fairseq_ot.modules.sampling.ancestral_sample) are capped at each row's
+    reference length: an untrained generator runs to its cap, so they are
+    that long, as a trained generator's samples are about."""
+    lengths = sample["target"].ne(1).sum(1)  # fairseq's padding index
+    original = sampling.ancestral_sample
+
+    def capped(model, length_limits, *args, **kwargs):
+        if length_limits.numel() != lengths.numel():
+            raise ValueError("--sample-length reference needs one sample per sentence")
+        return original(model, lengths.to(length_limits), *args, **kwargs)
+
+    sampling.ancestral_sample = capped
+    try:
+        yield
+    finally:
+        sampling.ancestral_sample = original
+
+
 class Trainee:
     """A criterion with its own copy of the initial model and its own Adam,
     so that the criteria can take turns step by step."""
 
-    def __init__(self, criterion, model, device, dtype):
+    def __init__(self, criterion, model, device, dtype, reference_length=False):
         self.criterion = criterion
+        self.reference_length = reference_length
         self.model = model.train()
         self.optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98))
         self.device = device
@@ -329,8 +359,10 @@ class Trainee:
         self.last_log = {}  # the logging output of the latest step
 
     def step(self, sample):
-        with torch.autocast(self.device.type, dtype=self.dtype,
-                            enabled=self.dtype != torch.float32):
+        lengths = (samples_of_reference_length(sample) if self.reference_length
+                   else contextlib.nullcontext())
+        with lengths, torch.autocast(self.device.type, dtype=self.dtype,
+                                     enabled=self.dtype != torch.float32):
             loss, _, self.last_log = self.criterion(self.model, sample)
         loss.backward()
         self.optimizer.step()
@@ -381,7 +413,8 @@ class Bench:
             else:
                 model = task.build_model(cfg.model).to(self.device)
                 model.generator.load_state_dict(self.model.state_dict())
-            self.trainees[label] = Trainee(criterion, model, self.device, DTYPES[args.dtype])
+            self.trainees[label] = Trainee(criterion, model, self.device, DTYPES[args.dtype],
+                                           args.sample_length == "reference")
 
     def new_task(self, cfg, task_name="translation"):
         task_class = MediatorTranslationTask if task_name != "translation" else TranslationTask
@@ -679,7 +712,7 @@ def describe_setup(bench):
         *([f"teacher: transformer {args.teacher_layers}+{args.teacher_layers} layers, dim "
            f"{args.teacher_dim}, ffn {4 * args.teacher_dim}"] if args.teacher_layers else []),
         f"mediator criteria: {args.mediator} mediator, samples capped at "
-        f"{'the source length' if args.sample_length == 'data' else 'the criterion limit'}",
+        f"{SAMPLE_LENGTHS[args.sample_length]}",
         f"timing: {args.rounds} rounds x {args.batches} steps per criterion, alternating "
         f"step by step, after {args.warmup} warm-up and {args.batches} memory steps; "
         f"median over rounds",
