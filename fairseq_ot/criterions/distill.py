@@ -20,7 +20,7 @@ from fairseq_ot.errors import (
     require_weight,
 )
 from fairseq_ot.models.generator_mediator import mediator_tasks
-from fairseq_ot.models.teacher import FrozenTeacher, load_teacher
+from fairseq_ot.models.teacher import FrozenTeacher, load_teacher, task_name
 from fairseq_ot.modules.batch_random import batch_generator, sentence_uniforms
 from fairseq_ot.modules.divergences import MIN_DISTILL_BETA, js_beta
 from fairseq_ot.modules.packed_positions import packed_logits
@@ -112,9 +112,10 @@ class DistillCriterion(FollowsUpdateCount, FairseqCriterion):
                             "top-k teacher has no mass; use beta < 1 or --distill-topk 0")
         check_sample_length_flags("distill", cfg.distill_max_len_a, cfg.distill_max_len_b)
         check_label_smoothing_flags(cfg.label_smoothing, 0)
-        if task.cfg._name in mediator_tasks():
+        name = task_name(task)
+        if name in mediator_tasks():
             raise FlagError(f"--criterion distill trains a plain model: use --task "
-                            f"{mediator_tasks()[task.cfg._name]}, not {task.cfg._name}")
+                            f"{mediator_tasks()[name]}, not {name}")
         if not cfg.teacher_path:
             raise FlagError("--criterion distill needs --teacher-path CHECKPOINT")
         model, sha256 = load_teacher(cfg.teacher_path, task, cfg.teacher_sha256)

@@ -15,6 +15,7 @@ import hashlib
 import os
 
 from fairseq import checkpoint_utils, models
+from fairseq.tasks import TASK_REGISTRY
 
 from fairseq_ot.compat.vocabulary_fingerprint import require_same_vocabulary
 from fairseq_ot.errors import FlagError
@@ -33,6 +34,21 @@ def task_kind(name) -> str:
     """The plain task a task's checkpoints are models of: a mediator task's
     (cot, gjs mediator) model is its generator, of the task it extends."""
     return mediator_tasks().get(name, name)
+
+
+def task_name(task) -> str:
+    """The name `task`'s class is registered under. Not `task.cfg._name`:
+    fairseq's legacy tasks (language_modeling among them) have no cfg (None;
+    their flags are `task.args`), and a task set up from an argparse
+    namespace has a config whose _name is None."""
+    for name, registered in TASK_REGISTRY.items():
+        if type(task) is registered:
+            return name
+    for config in (getattr(task, "cfg", None), getattr(task, "args", None)):
+        name = getattr(config, "_name", None)
+        if name:
+            return name
+    return type(task).__name__
 
 
 def load_teacher(path, task, expected_sha256=""):
@@ -55,7 +71,7 @@ def load_teacher(path, task, expected_sha256=""):
     cfg = state.get("cfg")
     if cfg is None or cfg.get("model") is None:
         raise FlagError(f"{flag} {path}: not a fairseq model checkpoint (no model config)")
-    theirs, ours = task_kind(cfg["task"]["_name"]), task_kind(task.cfg._name)
+    theirs, ours = task_kind(cfg["task"]["_name"]), task_kind(task_name(task))
     if theirs != ours:
         raise FlagError(f"{flag} {path}: a {cfg['task']['_name']} checkpoint, not a model of "
                         f"the student's task kind {ours}")
