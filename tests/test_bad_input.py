@@ -17,6 +17,7 @@ from fairseq.data.language_pair_dataset import collate
 
 from captioning_data import write_raw_flickr
 from conftest import TINY_TRANSFORMER, USER_DIR, load_script, run_cli
+from criterion_flags import TEACHER, teacher_args, with_teacher
 from fairseq_ot.criterions.mediator_objective import check_wrapped_model
 from fairseq_ot.errors import FlagError
 
@@ -44,6 +45,7 @@ CONTEXTS = {
     "scheduled_sampling": (["--criterion", "scheduled_sampling"], "translation"),
     "gjs": (["--criterion", "gjs", "--gjs-mode", "mediator", *MEDIATOR], "mediator_translation"),
     "cot": (["--criterion", "cot", *MEDIATOR], "mediator_translation"),
+    "distill": (["--criterion", "distill", "--teacher-path", TEACHER], "translation"),
 }
 
 # The criterion context whose build reaches each plugin task's own flags
@@ -89,7 +91,20 @@ BAD_VALUES = {
     "mediator_init": ["generator"],  # needs --finetune-from-model
     "caption_features": ["/no/such/features.npz"],
     "caption_max_tokens": ["0"],
+    "teacher_path": ["/no/such/teacher.pt"],
+    "teacher_sha256": ["0" * 64],
+    "distill_beta": ["-0.1", "1.5", "1e-30", "nan"],  # 0 < beta < MIN_DISTILL_BETA: refused
+    "distill_on_policy": ["-0.1", "1.5", "nan"],
+    "distill_alpha": ["-1", "inf"],
+    "distill_temperature": ["0", "-1", "inf", "nan"],
+    "distill_topk": ["-1", "65"],  # toy_data_bin's target vocabulary: 64
+    "distill_max_len_a": ["-1", "inf"],
+    "distill_max_len_b": ["-1"],
 }
+# The flag a value's error names first, where it is not the value's own: the
+# SHA-256 check names the file (--teacher-path PATH: SHA-256 ..., not the
+# --teacher-sha256 ...).
+NAMED_FIRST = {"teacher_sha256": "--teacher-path"}
 
 
 def plugin_components(registry):
@@ -143,6 +158,20 @@ def test_every_value_flag_has_out_of_range_cases():
 
 
 @pytest.fixture(scope="module")
+def teacher(toy_data_bin, tmp_path_factory):
+    """A teacher checkpoint for --criterion distill (one update)."""
+    save_dir = tmp_path_factory.mktemp("teacher")
+    run_cli("fairseq-train", *teacher_args(toy_data_bin, save_dir, updates=1))
+    return save_dir / "checkpoint_last.pt"
+
+
+def with_fixture_teacher(request, args):
+    """`args` with the TEACHER placeholder replaced by the teacher fixture's
+    checkpoint (trained only when some flags need it)."""
+    return with_teacher(args, request.getfixturevalue("teacher")) if TEACHER in args else args
+
+
+@pytest.fixture(scope="module")
 def caption_data_bin(tmp_path_factory):
     raw = tmp_path_factory.mktemp("raw_flickr")
     write_raw_flickr(raw, n_images=(8, 4, 4))
@@ -160,10 +189,12 @@ def test_out_of_range_flag_is_a_one_line_error_naming_it(request, toy_data_bin, 
         data_bin = request.getfixturevalue("caption_data_bin")
     else:
         (args, task), arch, data_bin = CONTEXTS[criterion], TINY_TRANSFORMER, toy_data_bin
+    args = with_fixture_teacher(request, args)
     with pytest.raises(FlagError) as error:
         build(data_bin, *args, flag(field), value, task=task, arch=arch)
     message = str(error.value)
-    assert message.startswith(flag(field) + " ") and "\n" not in message
+    assert message.startswith(NAMED_FIRST.get(field, flag(field)) + " ") and "\n" not in message
+    assert flag(field) in message
 
 
 @pytest.mark.parametrize("criterion,field", [(c, f) for c, f, kind in CRITERION_FIELDS
@@ -272,12 +303,22 @@ SETTINGS = {
     "cot": ["--criterion", "cot", "--cot-samples-per-source", "2", *MEDIATOR],
     "cot length limit 1": ["--criterion", "cot", "--cot-max-len-a", "0", "--cot-max-len-b", "1",
                            *MEDIATOR],
+    "distill": ["--criterion", "distill", "--teacher-path", TEACHER, "--distill-alpha", "0.5",
+                "--label-smoothing", "0.1"],
+    "distill on-policy top-k": ["--criterion", "distill", "--teacher-path", TEACHER, "--distill-beta", "0.5",
+                                "--distill-on-policy", "1", "--distill-topk", "5",
+                                "--distill-temperature", "0.5"],
+    "distill smallest beta": ["--criterion", "distill", "--teacher-path", TEACHER, "--distill-beta", "1e-25",
+                              "--distill-on-policy", "0.5", "--distill-temperature", "100"],
+    "distill reverse KL length limit 1": ["--criterion", "distill", "--teacher-path", TEACHER,
+                                          "--distill-beta", "1", "--distill-on-policy", "1",
+                                          "--distill-max-len-a", "0", "--distill-max-len-b", "1"],
 }
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
-def test_degenerate_sentences_give_finite_losses_gradients_and_metrics(toy_data_bin, setting):
-    args = SETTINGS[setting]
+def test_degenerate_sentences_give_finite_losses_gradients_and_metrics(request, toy_data_bin, setting):
+    args = with_fixture_teacher(request, SETTINGS[setting])
     task_name = "mediator_translation" if "--mediator-embed-dim" in args else "translation"
     task, model, criterion = build(toy_data_bin, *args, task=task_name)
     model.train()
