@@ -87,10 +87,13 @@ VARIANTS = {
     "gjs:mediator": ("gjs", ["--gjs-mode", "mediator"]),
     "gjs:smoothed": ("gjs", ["--label-smoothing", LABEL_SMOOTHING]),
     "distill:on_policy": ("distill", ["--distill-on-policy", "1", "--distill-beta", "0.5"]),
+    "distill:mixture": ("distill", ["--distill-on-policy", "0.5", "--distill-beta", "0.5"]),
+    "distill:topk8": ("distill", ["--distill-topk", "8"]),
+    "distill:alpha": ("distill", ["--distill-alpha", "1", "--label-smoothing", LABEL_SMOOTHING]),
 }
 # Criteria that need a teacher (--teacher-layers/--teacher-dim); without one
 # they are skipped.
-TEACHER_CRITERIA = {"distill", "distill:on_policy"}
+TEACHER_CRITERIA = {"distill", "distill:on_policy", "distill:mixture", "distill:topk8", "distill:alpha"}
 TEACHER_FORWARD = "teacher forward"  # a row: the teacher's forward alone, no gradient
 # Criteria that train a mediator beside the generator: they run on the
 # mediator task, the generator starting from the same weights as the others.
