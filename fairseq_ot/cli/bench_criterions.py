@@ -421,10 +421,7 @@ class Bench:
 
     def new_task(self, cfg, task_name="translation"):
         task_class = MediatorTranslationTask if task_name != "translation" else TranslationTask
-        task = task_class(cfg.task, self.dictionary, self.dictionary)
-        if self.args.data is not None:  # the corpus' batches are already built
-            task.datasets = {}
-        return task
+        return task_class(cfg.task, self.dictionary, self.dictionary)
 
 
 
