@@ -1004,7 +1004,8 @@ def test_sequence_kd_targets_are_the_teachers_beam_outputs_and_resume(prepared, 
     with pytest.raises(KeyboardInterrupt):
         sequence_kd.build_sequence_kd(prepared, teacher, resumed, **lengths, say=stop_after_two)
     chunks = sequence_kd.chunk_folder(resumed)
-    assert sorted(path.name for path in chunks.iterdir()) == ["00000.txt", "00001.txt"] and not resumed.exists()
+    assert sorted(path.name for path in chunks.iterdir()) == ["00000.txt", "00001.txt", "settings.json"]
+    assert not resumed.exists()
     (chunks / "00001.txt").unlink()
     translated.clear()
     sequence_kd.build_sequence_kd(prepared, teacher, resumed, **lengths, say=lambda _: None)
@@ -1018,3 +1019,31 @@ def test_sequence_kd_targets_are_the_teachers_beam_outputs_and_resume(prepared, 
     line = one_line_error(capsys, build_seqkd.main, [str(prepared), str(teacher), str(out)])
     assert line.endswith(f"error: {out} exists: choose another output folder")
     assert files(out) == new
+
+
+def test_sequence_kd_shards_share_one_chunk_folder_of_one_teacher(prepared, teachers, tmp_path, capsys):
+    """Two shards (run one after the other here) translate disjoint chunks;
+    the second writes the folder, equal to an unsharded build's; a chunk
+    folder of other settings is refused."""
+    teacher, lengths = teachers["seqkd"], dict(max_len_a=MAX_LEN_A, max_len_b=MAX_LEN_B, chunk_size=30)
+    chunks, out = tmp_path / "chunks", tmp_path / "kd"
+    said = []
+    assert sequence_kd.build_sequence_kd(prepared, teacher, out, **lengths, chunks_dir=chunks,
+                                         shard=(1, 2), say=said.append) is None
+    assert sorted(path.name for path in chunks.glob("*.txt")) == ["00001.txt"] and not out.exists()
+    assert "1/2 done; 2 chunks of other shards missing (first 0)" in said[-1]
+    argv = [str(prepared), str(teacher), str(out), "--max-len-a", str(MAX_LEN_A), "--max-len-b",
+            str(MAX_LEN_B), "--chunk-size", "30", "--chunks-dir", str(chunks), "--shard", "0/2"]
+    build_seqkd.main(argv)
+    assert "wrote" in capsys.readouterr().err
+    assert sorted(path.name for path in chunks.glob("*.txt")) == ["00000.txt", "00001.txt", "00002.txt"]
+    assert (out / "bpe" / "train.tgt").read_text().splitlines() == generate_train(prepared, teacher)
+
+    line = one_line_error(capsys, build_seqkd.main, [*argv[:2], str(tmp_path / "kd2"), *argv[3:], "--beam", "2"])
+    assert line.endswith(f"error: {chunks} holds chunks made with other settings (beam 5 -> 2): "
+                         f"remove it or choose another chunk folder")
+    with pytest.raises(SystemExit) as exit_info:
+        build_seqkd.main([*argv[:-1], "2/2"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "argument --shard: expected K/N with 0 <= K < N, got '2/2'")
