@@ -1,10 +1,13 @@
-"""Errors in the plugin's flags: one exception class, which fairseq's command
-lines print as one line naming the flag instead of a traceback from deep
-inside fairseq's training loop (`fairseq_ot.compat.one_line_errors`)."""
+"""Errors whose message says all: a bad flag, and a model that has diverged.
+fairseq's command lines print them as one line instead of a traceback from
+deep inside its training loop (`fairseq_ot.compat.one_line_errors`)."""
 
+import functools
 import math
 import os
 import sys
+
+import torch
 
 
 class FlagError(ValueError):
@@ -46,3 +49,51 @@ def check_sample_length_flags(prefix, max_len_a, max_len_b):
     require(max_len_b >= 0, f"--{prefix}-max-len-b", ">= 0", max_len_b)
     require(max_len_a > 0 or max_len_b >= 1, f"--{prefix}-max-len-b", f">= 1 when --{prefix}-max-len-a is 0",
             max_len_b)
+
+
+class ModelDiverged(RuntimeError):
+    """The model's loss or parameters are no longer finite: no flag of the
+    objective can help, the learning rate (or precision) must change."""
+
+
+def stops_on_divergence(forward):
+    """Decorate a criterion's `forward(model, sample, reduce)`: a non-finite
+    loss, or any error raised while the model's parameters are non-finite (a
+    solver's underflow, sampling from NaN probabilities), becomes one
+    ModelDiverged naming the update (the criterion's `num_updates`, when it
+    follows fairseq's count). The check costs one scalar sync per step, which
+    fairseq's logging of the loss makes anyway; the parameters are read only
+    after a failure. A forward that feeds its outputs to a solver checks them
+    first with `require_finite`."""
+
+    @functools.wraps(forward)
+    def guarded(self, model, sample, reduce=True):
+        try:
+            loss, sample_size, logging_output = forward(self, model, sample, reduce)
+        except ModelDiverged:
+            raise
+        except Exception as error:
+            if all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                raise
+            raise ModelDiverged(_diverged(self, model, "its parameters hold NaN or inf")) from error
+        require_finite(self, model, loss, "the loss")
+        return loss, sample_size, logging_output
+
+    return guarded
+
+
+def require_finite(criterion, model, value, what):
+    """ModelDiverged unless the tensor `value` (`what`: "the loss") is finite."""
+    if not bool(torch.isfinite(value).all()):
+        total = value.detach().float().sum().item()
+        raise ModelDiverged(_diverged(criterion, model, f"{what} is {total}"))
+
+
+def _diverged(criterion, model, what):
+    updates = getattr(criterion, "num_updates", None)
+    if updates is None:
+        when = "in training" if model.training else "in validation"
+    else:
+        when = f"at update {updates + 1}" if model.training else f"in validation after update {updates}"
+    return (f"the model diverged {when}: {what}; lower --lr (or clip gradients with --clip-norm, or "
+            f"train in float32 or bfloat16 instead of float16); the checkpoints written before are kept")

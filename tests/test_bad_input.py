@@ -17,7 +17,7 @@ from fairseq.data.language_pair_dataset import collate
 
 from captioning_data import write_raw_flickr
 from conftest import TINY_TRANSFORMER, USER_DIR, load_script, run_cli
-from criterion_flags import TEACHER, teacher_args, with_teacher
+from criterion_flags import CRITERIA, TEACHER, teacher_args, with_teacher
 from fairseq_ot.criterions.mediator_objective import check_wrapped_model
 from fairseq_ot.errors import FlagError
 
@@ -362,3 +362,27 @@ def test_fairseq_train_prints_flag_errors_as_one_line(toy_data_bin, tmp_path, ar
     assert code == 2, output[-3000:]
     assert output.rstrip().splitlines()[-1] == f"fairseq-train: error: {error}"
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("criterion", ["ot_seq", "scheduled_sampling-stepwise", "gjs-token", "cot",
+                                       "distill-on_policy"])
+def test_a_diverged_model_ends_training_in_one_line(request, toy_data_bin, tmp_path, criterion):
+    """SGD at --lr 1e8: the first update leaves huge weights whose outputs
+    overflow at the second. Training ends in one line that says the model
+    diverged (not the OT solver's advice on --ot-beta, nor fairseq's NaN
+    detector), and the checkpoint saved before holds finite weights."""
+    save_dir = tmp_path / "checkpoints"
+    command = [*train_command(toy_data_bin, save_dir, *TINY_TRANSFORMER,
+                              *with_fixture_teacher(request, CRITERIA[criterion])),
+               "--optimizer", "sgd", "--lr", "1e8", "--max-update", "5", "--save-interval-updates", "1",
+               "--disable-validation"]
+    code, output = run_cli(*command, check=False)
+    assert code == 2, output[-3000:]
+    assert "Traceback" not in output
+    last = output.rstrip().splitlines()[-1]
+    assert last.startswith("fairseq-train: error: the model diverged at update 2: "), last
+    assert last.endswith("lower --lr (or clip gradients with --clip-norm, or train in float32 or bfloat16 "
+                         "instead of float16); the checkpoints written before are kept")
+    saved = torch.load(save_dir / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    assert saved["optimizer_history"][-1]["num_updates"] == 1
+    assert all(bool(torch.isfinite(w).all()) for w in saved["model"].values())

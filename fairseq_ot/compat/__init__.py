@@ -35,10 +35,10 @@ from fairseq_ot.compat import (
     vocabulary_fingerprint,
 )
 from fairseq_ot.checkpoint_files import DamagedCheckpointError
-from fairseq_ot.errors import FlagError
+from fairseq_ot.errors import FlagError, ModelDiverged
 
 # errors whose message says all: the command lines print them as one line
-ONE_LINE_ERRORS = (FlagError, checkpoint_safety.UnsafeCheckpointError, DamagedCheckpointError)
+ONE_LINE_ERRORS = (FlagError, ModelDiverged, checkpoint_safety.UnsafeCheckpointError, DamagedCheckpointError)
 
 
 def install() -> None:

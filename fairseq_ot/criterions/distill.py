@@ -13,11 +13,8 @@ from omegaconf import II
 
 from fairseq_ot.compat.update_count import FollowsUpdateCount
 from fairseq_ot.errors import (
-    FlagError,
-    check_label_smoothing_flags,
-    check_sample_length_flags,
-    require,
-    require_weight,
+    FlagError, check_label_smoothing_flags, check_sample_length_flags, require, require_weight,
+    stops_on_divergence,
 )
 from fairseq_ot.models.generator_mediator import mediator_tasks
 from fairseq_ot.models.teacher import FrozenTeacher, load_teacher, task_name
@@ -141,6 +138,7 @@ class DistillCriterion(FollowsUpdateCount, FairseqCriterion):
         # in __dict__, not nn.Module's registry: see fairseq_ot.models.teacher
         self.__dict__["_teacher"] = frozen
 
+    @stops_on_divergence
     def forward(self, model, sample, reduce=True):
         teacher = self.teacher.follow(model)
         net_input, target = sample["net_input"], sample["target"]

@@ -7,8 +7,9 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
 from omegaconf import II
 
+from fairseq_ot.compat.update_count import FollowsUpdateCount
 from fairseq_ot.criterions.mediator_objective import MediatorObjective, MediatorObjectiveConfig
-from fairseq_ot.errors import FlagError, check_label_smoothing_flags, require
+from fairseq_ot.errors import FlagError, check_label_smoothing_flags, require, stops_on_divergence
 from fairseq_ot.modules.divergences import MIN_MEDIATOR_PI, MIN_TOKEN_PI, token_js_pi
 
 MODES = ("token", "mediator")
@@ -64,7 +65,7 @@ def refuse_other_mode_flags(cfg, mode):
 
 
 @register_criterion("gjs", dataclass=GJSCriterionConfig)
-class GJSCriterion(LabelSmoothedCrossEntropyCriterion):
+class GJSCriterion(FollowsUpdateCount, LabelSmoothedCrossEntropyCriterion):
     """Generalized Jensen-Shannon divergence (Huszar 2015, "How (not) to Train
     your Generative Model: Scheduled Sampling, Likelihood, Adversary?"),
 
@@ -89,7 +90,9 @@ class GJSCriterion(LabelSmoothedCrossEntropyCriterion):
         check_label_smoothing_flags(label_smoothing, 0)
         super().__init__(task, sentence_avg, label_smoothing)
         self.pi = gjs_pi
+        self.follow_update_count(task)
 
+    @stops_on_divergence
     def forward(self, model, sample, reduce=True):
         net_output = model(**sample["net_input"])
         lprobs = model.get_normalized_probs(net_output, log_probs=True)

@@ -18,7 +18,7 @@ from fairseq.logging import metrics
 from omegaconf import II
 
 from fairseq_ot.compat.update_count import FollowsUpdateCount
-from fairseq_ot.errors import FlagError, check_sample_length_flags, require
+from fairseq_ot.errors import FlagError, check_sample_length_flags, require, stops_on_divergence
 from fairseq_ot.models.generator_mediator import GeneratorMediatorModel, mediator_tasks
 from fairseq_ot.modules.batch_random import batch_generator
 from fairseq_ot.modules.divergences import (
@@ -94,6 +94,7 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
         self.seed = cfg.seed
         self.follow_update_count(task)
 
+    @stops_on_divergence
     def forward(self, model, sample, reduce=True):
         check_wrapped_model(model, self.mediator_flags)
         data_input, data_target = sample["net_input"], sample["target"]

@@ -13,10 +13,8 @@ from fairseq.logging import metrics
 
 from fairseq_ot.compat.update_count import FollowsUpdateCount
 from fairseq_ot.errors import (
-    FlagError,
-    check_label_smoothing_flags,
-    require,
-    require_weight,
+    FlagError, check_label_smoothing_flags, require, require_finite, require_weight,
+    stops_on_divergence,
 )
 from fairseq_ot.modules.optimal_transport import GRADIENT_MODES, SOLVERS
 from fairseq_ot.modules.soft_embedding import sequence_ot_distance, soft_embed
@@ -132,6 +130,7 @@ class OTSeqCriterion(FollowsUpdateCount, LabelSmoothedCrossEntropyCriterion):
             return 1.0
         return min(1.0, self.num_updates / self.ot_warmup_updates)
 
+    @stops_on_divergence
     def forward(self, model, sample, reduce=True):
         if not reduce:
             raise ValueError("ot_seq adds per-sentence OT terms and needs reduce=True")
@@ -145,6 +144,8 @@ class OTSeqCriterion(FollowsUpdateCount, LabelSmoothedCrossEntropyCriterion):
         target = target.view(batch_size, -1)
         logging_output = {}
         if self.ot_weight > 0 or self.ot_copy_weight > 0:
+            # outputs gone non-finite would reach the solver as NaN costs
+            require_finite(self, model, nll_loss, "the NLL")
             pred, pred_mask = self.soft_predictions(model, lprobs, target)
         factor = self.warmup_factor()
         if self.ot_weight > 0:

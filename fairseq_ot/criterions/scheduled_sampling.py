@@ -12,7 +12,7 @@ from fairseq.models import FairseqIncrementalDecoder
 from omegaconf import II
 
 from fairseq_ot.compat.update_count import FollowsUpdateCount
-from fairseq_ot.errors import FlagError, check_label_smoothing_flags
+from fairseq_ot.errors import FlagError, check_label_smoothing_flags, stops_on_divergence
 from fairseq_ot.modules.batch_random import batch_generator
 from fairseq_ot.modules.sampling import decoder_input_key
 from fairseq_ot.modules.schedules import (
@@ -104,6 +104,7 @@ class ScheduledSamplingCriterion(FollowsUpdateCount, LabelSmoothedCrossEntropyCr
     def teacher_forcing_probability(self):
         return teacher_forcing_probability(update_num=self.num_updates, **self.schedule)
 
+    @stops_on_divergence
     def forward(self, model, sample, reduce=True):
         eps = self.teacher_forcing_probability() if model.training else 1.0
         net_input = sample["net_input"]

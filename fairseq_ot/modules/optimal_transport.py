@@ -139,6 +139,8 @@ def _solve(name, cost, a, b, reg, iters, gradient, plan_fn) -> OTResult:
             plan = plan_of(cost)
         distance = (plan * cost).sum((1, 2))
     if not bool(torch.isfinite(distance).all()):
+        if not bool(torch.isfinite(cost).all()):
+            raise FloatingPointError(f"{name}: non-finite costs (NaN or inf in the inputs)")
         raise FloatingPointError(
             f"{name}: non-finite OT distance (regularization {reg}, cost range "
             f"{float(cost.min()):.3g}..{float(cost.max()):.3g}); exp(-C/{reg}) "
