@@ -232,11 +232,14 @@ def test_usr1_before_the_time_limit_requeues_the_job(slurm, tmp_path, launcher, 
 RESTORE_COMMAND = ("python", "-I", "-S", RESTORE)
 
 
-def test_truncated_checkpoint_last_is_restored_from_the_newest_intact(tmp_path):
-    """A kill while fairseq copies checkpoint_last.pt leaves it truncated."""
-    for name, updates in [("checkpoint_1_5.pt", 5), ("checkpoint_2_10.pt", 10), ("checkpoint_best.pt", 10)]:
-        torch.save({"num_updates": updates}, tmp_path / name)
-        time.sleep(0.01)  # distinct modification times, in saving order
+def test_truncated_checkpoint_last_is_restored_from_the_most_updates(tmp_path):
+    """A kill while fairseq copies checkpoint_last.pt leaves it truncated. The
+    folder was copied with `cp -r`, newest file first: the restore goes by the
+    update count each checkpoint records, not by modification time."""
+    for name, updates in [("checkpoint_2_10.pt", 10), ("checkpoint_best.pt", 10), ("checkpoint4.pt", 4),
+                          ("checkpoint_1_5.pt", 5)]:
+        torch.save({"optimizer_history": [{"num_updates": 1}, {"num_updates": updates}]}, tmp_path / name)
+        time.sleep(0.01)  # distinct modification times, the oldest update last
     intact = (tmp_path / "checkpoint_2_10.pt").read_bytes()
     (tmp_path / "checkpoint_best.pt").write_bytes(intact[: len(intact) // 2])  # the copy was cut short too
     (tmp_path / "checkpoint_last.pt").write_bytes(intact[:100])
@@ -244,10 +247,11 @@ def test_truncated_checkpoint_last_is_restored_from_the_newest_intact(tmp_path):
     _, output = run_cli(*RESTORE_COMMAND, tmp_path)
     [kept] = [path.name for path in tmp_path.glob("checkpoint_last.pt.damaged-*")]
     assert output == (f"{tmp_path}/checkpoint_last.pt is truncated (a zip archive of 100 bytes whose end "
-                      f"is missing): kept it as {kept} and restored it from checkpoint_2_10.pt, the newest "
-                      "intact checkpoint\n")
+                      f"is missing): kept it as {kept} and restored it from checkpoint_2_10.pt, the intact "
+                      "checkpoint with the most updates: training goes back to update 10\n")
     assert (tmp_path / kept).read_bytes() == intact[:100]
-    assert torch.load(tmp_path / "checkpoint_last.pt")["num_updates"] == 10
+    assert torch.load(tmp_path / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"] == 10
+    assert not list(tmp_path.glob("*restoring*"))
 
     _, output = run_cli(*RESTORE_COMMAND, tmp_path)  # intact now: left alone
     assert output == ""

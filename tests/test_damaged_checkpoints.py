@@ -17,7 +17,7 @@ from fairseq import checkpoint_utils
 
 from conftest import TINY_TRANSFORMER, USER_DIR
 from fairseq_ot import cli
-from fairseq_ot.checkpoint_files import DamagedCheckpointError
+from fairseq_ot.checkpoints.files import DamagedCheckpointError
 
 NOT_A_ZIP = "not a checkpoint (neither a zip archive, as torch.save writes, nor torch's legacy format)"
 
@@ -145,7 +145,7 @@ def test_fairseq_ot_train_with_a_damaged_restore_file(toy_data_bin, trained, tmp
     assert_one_line_error(result, f"fairseq-ot-train: error: cannot load checkpoint {restore}: it is {reason}")
 
 
-def test_fairseq_ot_train_falls_back_to_the_newest_intact_checkpoint(toy_data_bin, trained, tmp_path):
+def test_fairseq_ot_train_falls_back_to_the_intact_checkpoint_with_most_updates(toy_data_bin, trained, tmp_path):
     """checkpoint_last.pt truncated by a killed copy, and the saves of update 6
     damaged too: the run resumes from checkpoint_1_4.pt (not the older
     checkpoint_1_2.pt) and trains updates 5 to 8."""
@@ -165,7 +165,7 @@ def test_fairseq_ot_train_falls_back_to_the_newest_intact_checkpoint(toy_data_bi
     kept = re.fullmatch(
         rf".* \| WARNING \| fairseq_ot\.cli \| {re.escape(f'{last} is {reason}')}: kept it as "
         r"(checkpoint_last\.pt\.damaged-\d{8}-\d{6}) and restored it from checkpoint_1_4\.pt, "
-        r"the newest intact checkpoint", line)
+        r"the intact checkpoint with the most updates: training goes back to update 4", line)
     assert kept, line
     assert (save_dir / kept.group(1)).read_bytes() == truncated
     assert re.search(r"Loaded checkpoint \S+checkpoint_last\.pt \(epoch 1 @ 4 updates\)", stdout)

@@ -35,7 +35,7 @@ from scipy import stats
 from conftest import REPO, TINY_TRANSFORMER, USER_DIR, build, one_line_error, run_cli
 from criterion_flags import MEDIATOR, teacher_args
 import fairseq_ot.criterions.distill as distill_module
-from fairseq_ot.checkpoints import extract_generator
+from fairseq_ot.checkpoints.surgery import extract_generator
 from fairseq_ot.cli import build_seqkd
 from fairseq_ot.data_prep.pipeline import PrepOptions, SplitFiles, prepare
 from fairseq_ot.distillation import sequence_kd

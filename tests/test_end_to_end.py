@@ -12,7 +12,7 @@ import torch
 from fairseq import checkpoint_utils
 
 from conftest import TINY_TRANSFORMER, USER_DIR, run_cli
-from fairseq_ot.compat.checkpoint_safety import UnsafeCheckpointError
+from fairseq_ot.checkpoints.loading import UnsafeCheckpointError
 
 N_TEST = 37  # not a multiple of 8: fairseq-generate must still score them all
 

@@ -9,7 +9,8 @@ import sys
 
 from fairseq import options
 
-from fairseq_ot import checkpoint_files, compat  # importing the package registers the plugin
+from fairseq_ot import compat  # importing the package registers the plugin
+from fairseq_ot.checkpoints import files as checkpoint_files
 from fairseq_ot.compat.one_line_errors import wrap_hydra_main
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def train():
 def _restore_checkpoint_last():
     """fairseq resumes from SAVE_DIR/checkpoint_last.pt unless --restore-file
     names another file: a damaged one (a job killed while fairseq copied it)
-    is kept aside and replaced by the newest intact checkpoint. Done by the
+    is kept aside and replaced by the intact checkpoint with the most updates. Done by the
     job's first process alone, before fairseq's distributed set-up, which
     holds the other processes back until this one joins them."""
     args = options.parse_args_and_arch(options.get_training_parser())

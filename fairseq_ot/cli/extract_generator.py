@@ -10,7 +10,7 @@ still needs the plugin's weights-only allow-list).
 import argparse
 import sys
 
-from fairseq_ot.checkpoints import CheckpointError, extract_generator
+from fairseq_ot.checkpoints.surgery import CheckpointError, extract_generator
 
 
 def main(argv=None):

@@ -16,7 +16,7 @@ optimizer state has to match the model alone.
 import argparse
 import sys
 
-from fairseq_ot.checkpoints import CheckpointError, switch_criterion
+from fairseq_ot.checkpoints.surgery import CheckpointError, switch_criterion
 
 
 def main(argv=None):

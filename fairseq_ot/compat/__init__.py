@@ -34,11 +34,12 @@ from fairseq_ot.compat import (
     one_line_errors,
     vocabulary_fingerprint,
 )
-from fairseq_ot.checkpoint_files import DamagedCheckpointError
+from fairseq_ot.checkpoints.files import DamagedCheckpointError
+from fairseq_ot.checkpoints.loading import UnsafeCheckpointError
 from fairseq_ot.errors import FlagError, ModelDiverged
 
 # errors whose message says all: the command lines print them as one line
-ONE_LINE_ERRORS = (FlagError, ModelDiverged, checkpoint_safety.UnsafeCheckpointError, DamagedCheckpointError)
+ONE_LINE_ERRORS = (FlagError, ModelDiverged, UnsafeCheckpointError, DamagedCheckpointError)
 
 
 def install() -> None:

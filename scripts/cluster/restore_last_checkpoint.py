@@ -1,5 +1,5 @@
 """Put back an intact checkpoint_last.pt before a run resumes
-(fairseq_ot/checkpoint_files.py: a damaged one is kept as
+(fairseq_ot/checkpoints/files.py: a damaged one is kept as
 checkpoint_last.pt.damaged-TIMESTAMP and replaced by a copy of the newest
 intact checkpoint).
 
@@ -14,7 +14,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-MODULE = Path(__file__).resolve().parents[2] / "fairseq_ot" / "checkpoint_files.py"
+MODULE = Path(__file__).resolve().parents[2] / "fairseq_ot" / "checkpoints" / "files.py"
 
 
 def main():
