@@ -7,6 +7,9 @@ versions and how to tell it is no longer needed; the README lists them.
   exits (else a run that stops inside an epoch aborts at exit)
 - `checkpoint_safety`: weights-only loading of fairseq checkpoints on torch >= 2.6;
   damaged checkpoint files (empty, truncated, not a checkpoint) in one line
+- `checkpoint_writing`: checkpoint copies written atomically (a full disk or a
+  kill leaves the previous checkpoint_last.pt whole), no NaN model saved, one
+  training per save folder
 - `cpu_fp16`: `--fp16` and `--memory-efficient-fp16` on CPU (two lines of
   fairseq that call CUDA: the flat float32 weights, a skipped overflow)
 - `finished_training`: a rerun of a finished training (--max-update,
@@ -26,6 +29,7 @@ versions and how to tell it is no longer needed; the README lists them.
 from fairseq_ot.compat import (
     background_loader,
     checkpoint_safety,
+    checkpoint_writing,
     cpu_fp16,
     finished_training,
     glibc_malloc,
@@ -36,16 +40,19 @@ from fairseq_ot.compat import (
 )
 from fairseq_ot.checkpoints.files import DamagedCheckpointError
 from fairseq_ot.checkpoints.loading import UnsafeCheckpointError
+from fairseq_ot.checkpoints.writing import CheckpointWriteError
 from fairseq_ot.errors import FlagError, ModelDiverged
 
 # errors whose message says all: the command lines print them as one line
-ONE_LINE_ERRORS = (FlagError, ModelDiverged, UnsafeCheckpointError, DamagedCheckpointError)
+ONE_LINE_ERRORS = (FlagError, ModelDiverged, UnsafeCheckpointError, DamagedCheckpointError,
+                   CheckpointWriteError)
 
 
 def install() -> None:
     """Apply every process-wide patch. Idempotent."""
     background_loader.install()
     checkpoint_safety.install()
+    checkpoint_writing.install()
     cpu_fp16.install()
     finished_training.install()
     glibc_malloc.install()
