@@ -1,5 +1,6 @@
 import importlib
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -38,6 +39,13 @@ def one_line_error(capsys, main, argv):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1
     return lines[0]
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 free now (torchrun's --master_port)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def run_cli(*command, check=True):

@@ -7,6 +7,8 @@ extreme settings accepted are also right: test_extreme_settings.py."""
 
 import dataclasses
 import math
+import os
+import shutil
 
 import pytest
 import torch
@@ -16,9 +18,10 @@ from fairseq.tasks import TASK_DATACLASS_REGISTRY, TASK_REGISTRY
 from fairseq.data.language_pair_dataset import collate
 
 from captioning_data import write_raw_flickr
-from conftest import TINY_TRANSFORMER, USER_DIR, load_script, run_cli
+from conftest import TINY_TRANSFORMER, USER_DIR, free_port, load_script, run_cli
 from criterion_flags import CRITERIA, TEACHER, teacher_args, with_teacher
 from fairseq_ot.criterions.mediator_objective import check_wrapped_model
+from fairseq_ot.checkpoints import lock
 from fairseq_ot.errors import FlagError
 
 def build(data_bin, *args, task="translation", arch=TINY_TRANSFORMER):
@@ -386,3 +389,37 @@ def test_a_diverged_model_ends_training_in_one_line(request, toy_data_bin, tmp_p
     saved = torch.load(save_dir / "checkpoint_last.pt", map_location="cpu", weights_only=False)
     assert saved["optimizer_history"][-1]["num_updates"] == 1
     assert all(bool(torch.isfinite(w).all()) for w in saved["model"].values())
+
+
+TORCHRUN_CPU = ["--distributed-world-size", "2", "--distributed-backend", "gloo", "--distributed-init-method",
+                "env://", "--distributed-no-spawn", "--distributed-rank", "-1", "--device-id", "0"]
+MEDIATOR_TASK = ["--task", "mediator_translation", "--mediator-embed-dim", "16", "--mediator-hidden-dim", "32"]
+
+
+@pytest.mark.parametrize("args,error", [
+    ([*MEDIATOR_TASK, "--criterion", "cot", "--ddp-backend", "pytorch_ddp"],
+     "--ddp-backend pytorch_ddp refuses the several forwards per update of cot and gjs: "
+     "use --ddp-backend legacy_ddp"),
+    (["--criterion", "label_smoothed_cross_entropy", "--ddp-backend", "pytorch_ddp"],
+     "--ddp-backend pytorch_ddp needs GPUs (fairseq hands PyTorch's DDP a CUDA device id): "
+     "on CPU use --ddp-backend legacy_ddp"),
+    ([*MEDIATOR_TASK, "--criterion", "cot", "--ddp-backend", "legacy_ddp", "--cot-mediator-steps", "0"],
+     "--cot-mediator-steps must be >= 1, got 0"),
+    (["--criterion", "label_smoothed_cross_entropy", "--ddp-backend", "legacy_ddp"], "held"),
+], ids=["cot-pytorch_ddp", "cpu-pytorch_ddp", "flag", "save-dir-held"])
+def test_refusals_under_torchrun_are_one_line_per_rank(toy_data_bin, tmp_path, args, error):
+    """Two processes (torchrun, gloo): every rank ends in the same one line,
+    and no rank prints a traceback (torchrun's own report of the failed
+    ranks follows, as for any failure)."""
+    save_dir = tmp_path / "checkpoints"
+    if error == "held":  # this process holds the folder, as a live training would
+        assert lock.hold_save_dir(save_dir) is None
+        error = (f"--save-dir {save_dir} is in use by another training (PID {os.getpid()}): wait for it, "
+                 f"stop it, or choose another --save-dir")
+    command = train_command(toy_data_bin, save_dir, *TINY_TRANSFORMER, *args, *TORCHRUN_CPU, "--num-workers", "0")
+    code, output = run_cli("torchrun", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
+                           free_port(), shutil.which(command[0]), *command[1:], check=False)
+    assert code != 0
+    assert [line for line in output.splitlines() if ": error: " in line] == [f"fairseq-train: error: {error}"] * 2
+    assert "/fairseq/" not in output.partition("Traceback")[2].partition("ChildFailedError")[0]
+    assert "ValueError" not in output

@@ -16,14 +16,13 @@ The distill runs read a tiny teacher trained first, in the same process."""
 
 import json
 import math
-import socket
 import sys
 
 import pytest
 import torch
 from fairseq.criterions import CRITERION_REGISTRY
 
-from conftest import REPO, TINY_TRANSFORMER, USER_DIR, run_cli
+from conftest import REPO, TINY_TRANSFORMER, USER_DIR, free_port, run_cli
 from criterion_flags import CRITERIA, TEACHER, teacher_args, with_teacher
 
 RUNNER = REPO / "tests" / "fairseq_train_several.py"
@@ -38,12 +37,6 @@ def train_records(log):
     records = [json.loads(line.split("| train_inner | ", 1)[1])
                for line in log.read_text().splitlines() if "| train_inner | {" in line]
     return {int(record["num_updates"]): record for record in records}
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def train_several(runs, root, processes):

@@ -12,6 +12,8 @@ versions and how to tell it is no longer needed; the README lists them.
   training per save folder
 - `cpu_fp16`: `--fp16` and `--memory-efficient-fp16` on CPU (two lines of
   fairseq that call CUDA: the flat float32 weights, a skipped overflow)
+- `ddp_backend`: `--ddp-backend pytorch_ddp` refused in one line on CPU and
+  for the mediator models, before PyTorch's DDP wraps the model
 - `finished_training`: a rerun of a finished training (--max-update,
   --max-epoch) trains nothing and leaves its checkpoints as they are
 - `log_file_once`: `--log-file` holds each line once (fairseq added a file
@@ -31,6 +33,7 @@ from fairseq_ot.compat import (
     checkpoint_safety,
     checkpoint_writing,
     cpu_fp16,
+    ddp_backend,
     finished_training,
     glibc_malloc,
     log_file_once,
@@ -54,6 +57,7 @@ def install() -> None:
     checkpoint_safety.install()
     checkpoint_writing.install()
     cpu_fp16.install()
+    ddp_backend.install()
     finished_training.install()
     glibc_malloc.install()
     log_file_once.install()

@@ -296,8 +296,7 @@ def check_wrapped_model(model, mediator_flags):
     which refuses the several forwards per update that the criterion runs."""
     while hasattr(model, "module"):
         if isinstance(model, torch.nn.parallel.DistributedDataParallel):
-            raise FlagError("--ddp-backend pytorch_ddp refuses the several forwards per update of "
-                            "cot and gjs: use --ddp-backend legacy_ddp")
+            raise FlagError(GeneratorMediatorModel.pytorch_ddp_refusal)
         model = model.module
     if not isinstance(model, GeneratorMediatorModel):
         raise FlagError(f"{mediator_flags} needs a generator and a mediator: use --task "

@@ -25,6 +25,10 @@ RANDOM_INIT, GENERATOR_INIT = "random", GENERATOR
 
 
 class GeneratorMediatorModel(BaseFairseqModel):
+    # read by fairseq_ot.compat.ddp_backend before PyTorch's DDP wraps the model
+    pytorch_ddp_refusal = ("--ddp-backend pytorch_ddp refuses the several forwards per update of cot and gjs: "
+                           "use --ddp-backend legacy_ddp")
+
     def __init__(self, generator, mediator, mediator_init=RANDOM_INIT,
                  warm_start_source="the plain checkpoint"):
         """`mediator_init`: what the mediator starts from when a plain
