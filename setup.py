@@ -2,7 +2,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="fairseq-ot",
-    version="0.1.0",
+    version="0.2.0",
     description="fairseq criterions beyond maximum likelihood: optimal transport, "
     "cooperative training, scheduled sampling, generalized Jensen-Shannon",
     packages=find_packages(include=["fairseq_ot", "fairseq_ot.*"]),

@@ -2,10 +2,14 @@
 (non-editable) install, TensorBoard logging, and no import of the broken
 torchaudio that fairseq-fixed pulls in."""
 
+import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
+
+import yaml
 
 from conftest import REPO, TINY_TRANSFORMER, USER_DIR, run_cli
 
@@ -84,3 +88,16 @@ def test_a_run_stopped_inside_an_epoch_exits_cleanly(toy_data_bin, tmp_path):
         )
         assert code == 0, output[-2000:]
         assert "terminate called" not in output
+
+
+def test_version_citation_and_changelog_agree():
+    """One version: setup.py's, CITATION.cff's, and the newest CHANGELOG entry's;
+    the licence is the one CITATION.cff names."""
+    setup_call = next(node for node in ast.walk(ast.parse((REPO / "setup.py").read_text()))
+                      if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setup")
+    version = next(keyword.value.value for keyword in setup_call.keywords if keyword.arg == "version")
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert str(citation["version"]) == version
+    newest = re.search(r"^## (\S+) - (\d{4}-\d{2}-\d{2})$", (REPO / "CHANGELOG.md").read_text(), re.M)
+    assert newest.group(1) == version and newest.group(2) == str(citation["date-released"])
+    assert citation["license"] == "MIT" and (REPO / "LICENSE").read_text().startswith("MIT License")
