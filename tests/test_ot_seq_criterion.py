@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import build
+from fairseq_ot.modules.batch_random import batch_generator
 
 # Enough IPOT iterations that its distance is the exact OT distance.
 CONVERGED = ["--ot-iters", "400", "--ot-beta", "0.1"]
@@ -27,12 +28,13 @@ def exact_ot(x, y):
     return pot.emd2(np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y)), cost)
 
 
-def predicted_embeddings(model, sample):
-    """E^T softmax(logits), computed from the logits, per real target token."""
+def predicted_embeddings(model, sample, belief=lambda logits: torch.softmax(logits, -1)):
+    """E^T belief(logits), computed from the logits in float64, per real target
+    token (belief: [B, T, V] -> [B, T, V])."""
     with torch.no_grad():
         logits = model(**sample["net_input"])[0].double()
         embedding = model.decoder.embed_tokens.weight.double()
-        beliefs = torch.softmax(logits, -1) @ embedding
+        beliefs = belief(logits) @ embedding
     for s, target in enumerate(sample["target"]):
         real = target.ne(model.decoder.padding_idx)
         yield beliefs[s, real].numpy(), embedding[target[real]].numpy()
@@ -148,3 +150,50 @@ def test_model_without_embedding_matrix_gets_a_one_line_error(toy_data_bin, batc
     with pytest.raises(ValueError, match="decoder has an `embed_tokens`") as error:
         criterion(ModelWithoutEmbeddings(), batch)
     assert "\n" not in str(error.value)
+
+
+def ot_sum(model, sample, belief):
+    return sum(exact_ot(pred, ref) for pred, ref in predicted_embeddings(model, sample, belief))
+
+
+def test_logits_belief_embeds_the_raw_logits(toy_data_bin, batch):
+    """The released code's soft ids: E^T z with the raw logits z."""
+    _, model, criterion = build(toy_data_bin, "--criterion", "ot_seq", "--ot-belief", "logits", *CONVERGED)
+    _, logging_output = loss_of(criterion, model, batch)
+    expected = ot_sum(model, batch, lambda logits: logits)
+    assert math.isclose(float(logging_output["ot_loss_sum"]), expected, rel_tol=1e-3)
+    # lprobs differ from z by a per-position constant, which E^T 1 != 0 does not absorb
+    assert not math.isclose(expected, ot_sum(model, batch, lambda logits: torch.log_softmax(logits, -1)),
+                            rel_tol=1e-2)
+
+
+def test_gumbel_softmax_belief_is_seeded_by_the_update_and_the_sentences(toy_data_bin, batch):
+    """softmax((log p + g) / tau) with g Gumbel noise from batch_generator(seed,
+    update, ids), drawn for the real target positions in batch order; the
+    same update gives the same loss, another update other noise."""
+    _, model, criterion = build(toy_data_bin, "--criterion", "ot_seq", "--ot-belief", "gumbel_softmax",
+                                "--ot-temperature", "0.5", "--seed", "3", *CONVERGED)
+    real = batch["target"].ne(model.decoder.padding_idx)
+    vocabulary = len(model.decoder.dictionary)
+
+    def gumbel_belief(update):
+        def belief(logits):
+            uniforms = torch.rand((int(real.sum()), vocabulary), generator=batch_generator(3, update, batch["id"]))
+            noise = torch.zeros(logits.shape, dtype=torch.float64)
+            noise[real] = -torch.log(-torch.log(uniforms.double()))
+            return torch.softmax((torch.log_softmax(logits, -1) + noise) / 0.5, -1)
+        return belief
+
+    _, first = loss_of(criterion, model, batch)
+    _, again = loss_of(criterion, model, batch)
+    assert float(first["ot_loss_sum"]) == float(again["ot_loss_sum"])
+    assert math.isclose(float(first["ot_loss_sum"]), ot_sum(model, batch, gumbel_belief(0)), rel_tol=1e-3)
+    criterion.set_num_updates(7)
+    _, later = loss_of(criterion, model, batch)
+    assert math.isclose(float(later["ot_loss_sum"]), ot_sum(model, batch, gumbel_belief(7)), rel_tol=1e-3)
+    assert float(later["ot_loss_sum"]) != float(first["ot_loss_sum"])
+
+
+def test_temperature_with_logits_belief_is_refused(toy_data_bin):
+    with pytest.raises(ValueError, match="--ot-temperature 0.5 has no effect with --ot-belief logits"):
+        build(toy_data_bin, "--criterion", "ot_seq", "--ot-belief", "logits", "--ot-temperature", "0.5")

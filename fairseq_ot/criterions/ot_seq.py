@@ -10,14 +10,16 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 )
 from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
+from omegaconf import II
 
 from fairseq_ot.compat.update_count import FollowsUpdateCount
 from fairseq_ot.errors import (
     FlagError, check_label_smoothing_flags, require, require_finite, require_weight,
     stops_on_divergence,
 )
+from fairseq_ot.modules.batch_random import batch_generator
 from fairseq_ot.modules.optimal_transport import GRADIENT_MODES, SOLVERS
-from fairseq_ot.modules.soft_embedding import sequence_ot_distance, soft_embed
+from fairseq_ot.modules.soft_embedding import BELIEFS, sequence_ot_distance, soft_embed
 
 # Cosine costs reach 2; below this beta exp(-2 / beta) leaves float32's range.
 MIN_OT_BETA = 0.04
@@ -43,8 +45,15 @@ class OTSeqCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
     )
     ot_temperature: float = field(
         default=1.0,
-        metadata={"help": "soft-argmax temperature tau of the beliefs "
-                  "softmax(logits / tau); small values approach argmax"},
+        metadata={"help": "temperature tau of the beliefs softmax(logits / tau) and "
+                  "gumbel_softmax; small values approach argmax"},
+    )
+    ot_belief: ChoiceEnum(BELIEFS) = field(
+        default="softmax",
+        metadata={"help": "the model's beliefs w_t that E^T w_t embeds: softmax(z / tau) (the paper's "
+                  "soft-argmax), gumbel_softmax (softmax((z + Gumbel noise) / tau), drawn from --seed, "
+                  "the update and the sentence ids) or logits (raw z, as the released code's "
+                  "Texar soft ids)"},
     )
     ot_solver: ChoiceEnum(SOLVERS) = field(
         default="ipot", metadata={"help": "OT solver"}
@@ -69,6 +78,7 @@ class OTSeqCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
         default=0,
         metadata={"help": "ramp both OT weights linearly from 0 over this many updates"},
     )
+    seed: int = II("common.seed")
 
 
 @register_criterion("ot_seq", dataclass=OTSeqCriterionConfig)
@@ -97,6 +107,8 @@ class OTSeqCriterion(FollowsUpdateCount, LabelSmoothedCrossEntropyCriterion):
         ot_detach_embeddings,
         ot_copy_weight,
         ot_warmup_updates,
+        ot_belief="softmax",
+        seed=1,
         ignore_prefix_size=0,
         report_accuracy=False,
     ):
@@ -112,11 +124,16 @@ class OTSeqCriterion(FollowsUpdateCount, LabelSmoothedCrossEntropyCriterion):
         require(ot_iters >= 1, "--ot-iters", ">= 1", ot_iters)
         require(ot_inner_iters >= 1, "--ot-inner-iters", ">= 1", ot_inner_iters)
         require(ot_temperature > 0, "--ot-temperature", "> 0", ot_temperature)
+        if str(ot_belief) == "logits" and ot_temperature != 1.0:
+            raise FlagError(f"--ot-temperature {ot_temperature} has no effect with --ot-belief logits "
+                            f"(cosine costs ignore the scale of E^T z): leave it at 1")
         require(ot_warmup_updates >= 0, "--ot-warmup-updates", ">= 0", ot_warmup_updates)
         check_label_smoothing_flags(label_smoothing, ignore_prefix_size)
         self.ot_weight = ot_weight
         self.ot_copy_weight = ot_copy_weight
         self.ot_temperature = ot_temperature
+        self.ot_belief = str(ot_belief)
+        self.seed = seed
         self.ot_detach_embeddings = ot_detach_embeddings
         self.ot_warmup_updates = ot_warmup_updates
         self.solver_args = dict(
@@ -146,7 +163,7 @@ class OTSeqCriterion(FollowsUpdateCount, LabelSmoothedCrossEntropyCriterion):
         if self.ot_weight > 0 or self.ot_copy_weight > 0:
             # outputs gone non-finite would reach the solver as NaN costs
             require_finite(self, model, nll_loss, "the NLL")
-            pred, pred_mask = self.soft_predictions(model, lprobs, target)
+            pred, pred_mask = self.soft_predictions(model, net_output, lprobs, target, sample["id"])
         factor = self.warmup_factor()
         if self.ot_weight > 0:
             ot_distance = self.reference_ot(model, pred, pred_mask, target)
@@ -181,7 +198,7 @@ class OTSeqCriterion(FollowsUpdateCount, LabelSmoothedCrossEntropyCriterion):
             )
         return weight.detach() if self.ot_detach_embeddings else weight
 
-    def soft_predictions(self, model, lprobs, target):
+    def soft_predictions(self, model, net_output, lprobs, target, sample_ids):
         embedding = self.embedding_matrix(model, "decoder")
         if embedding.size(0) != lprobs.size(-1):
             raise FlagError(
@@ -189,7 +206,12 @@ class OTSeqCriterion(FollowsUpdateCount, LabelSmoothedCrossEntropyCriterion):
                 f"output distribution has {lprobs.size(-1)} (adaptive softmax?)"
             )
         mask = target.ne(self.padding_idx)
-        return soft_embed(lprobs, embedding, self.ot_temperature, mask), mask
+        # the raw logits, with the prefix that get_lprobs_and_target dropped from lprobs
+        scores = net_output[0][:, self.ignore_prefix_size:] if self.ot_belief == "logits" else lprobs
+        generator = None
+        if self.ot_belief == "gumbel_softmax":
+            generator = batch_generator(self.seed, self.num_updates, sample_ids)
+        return soft_embed(scores, embedding, self.ot_temperature, mask, self.ot_belief, generator), mask
 
     def reference_ot(self, model, pred, pred_mask, target):
         reference = F.embedding(target, self.embedding_matrix(model, "decoder"))
