@@ -78,6 +78,8 @@ BAD_VALUES = {
     "ss_c": ["-0.1", "nan", "inf"],
     "ss_min": ["-0.1", "1.5"],
     "ss_warmup_updates": ["-1"],
+    "ss_topk": ["0", "65"],  # toy_data_bin's target vocabulary: 64
+    "ss_mix_temperature": ["0", "-1", "nan"],
     "gjs_pi": ["0", "1", "nan", "1e-12"],  # built in mediator mode: pi >= 1e-9
     "cot_max_len_a": ["-1", "inf"],
     "cot_max_len_b": ["-1"],

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from conftest import TINY_TRANSFORMER, USER_DIR, build, run_cli
+from fairseq_ot.modules.embedding_mixtures import mixture_weights
 from fairseq_ot.modules.schedules import teacher_forcing_probability
 
 TINY_LSTM = [
@@ -209,3 +210,88 @@ def test_sampled_predictions_follow_the_softmax_without_banned_tokens():
     assert torch.allclose(frequencies, probabilities.double(), atol=5 * 0.5 / 200)
     greedy = predict_tokens(logits.expand(3, 5), "argmax", banned=(1,))
     assert greedy.tolist() == [3, 3, 3]
+
+
+ALL_REPLACED = ["--ss-schedule", "constant", "--ss-k", "0"]
+
+
+def decoder_embeddings(model, batch, forward):
+    """What the decoder's embedding lookup returned for its input tokens
+    during `forward()` (the last such call)."""
+    seen = []
+    tokens = batch["net_input"]["prev_output_tokens"]
+    handle = model.decoder.embed_tokens.register_forward_hook(
+        lambda module, inputs, output: seen.append(output.detach().clone()) if inputs[0] is tokens else None)
+    try:
+        forward()
+    finally:
+        handle.remove()
+    return seen[-1]
+
+
+@pytest.mark.parametrize("mix", [["--ss-mix", "topk", "--ss-topk", "1"],
+                                 ["--ss-mix", "softmax", "--ss-mix-temperature", "1e-6"]],
+                         ids=["topk-1", "softmax-tau-0"])
+def test_mixtures_at_their_hard_limit_equal_argmax(toy_data_bin, batch, mix):
+    """Every input replaced: top-1 and softmax at tau -> 0 feed the argmax
+    token's embedding, so the loss is the argmax two-pass loss."""
+    _, model, argmax = scheduled_sampling(toy_data_bin, "--ss-prediction", "argmax", *ALL_REPLACED)
+    _, _, mixture = scheduled_sampling(toy_data_bin, *mix, *ALL_REPLACED)
+    expected, _, expected_log = argmax(model, batch)
+    loss, _, log = mixture(model, batch)
+    assert log["ss_replaced"] == expected_log["ss_replaced"] > 0
+    assert torch.allclose(loss, expected, rtol=1e-6, atol=0)
+
+
+def test_softmax_mixture_feeds_the_probability_weighted_embeddings_and_keeps_padding(toy_data_bin, batch):
+    """A float64 transcription: replaced inputs are E^T softmax(z_{t-1} / tau)
+    over the allowed symbols; the first input and padding are the plain lookup."""
+    task, model, criterion = scheduled_sampling(toy_data_bin, "--ss-mix", "softmax", "--ss-mix-temperature",
+                                                "0.7", *ALL_REPLACED)
+    pad, bos = task.target_dictionary.pad(), task.target_dictionary.bos()
+    net_input = batch["net_input"]
+    gold = net_input["prev_output_tokens"]
+    plain = decoder_embeddings(model, batch, lambda: model(**net_input))
+    fed = decoder_embeddings(model, batch, lambda: criterion(model, batch))
+    with torch.no_grad():
+        logits = model(**net_input)[0].double()
+    logits[..., [pad, bos]] = float("-inf")
+    weights = torch.softmax(logits / 0.7, -1)
+    expected = plain.double().clone()
+    replaced = gold.ne(pad)
+    replaced[:, 0] = False
+    expected[:, 1:][replaced[:, 1:]] = (weights[:, :-1] @ model.decoder.embed_tokens.weight.double())[replaced[:, 1:]]
+    assert torch.allclose(fed.double(), expected, rtol=1e-5, atol=1e-6)
+    assert torch.equal(fed[~replaced], plain[~replaced])  # BOS and padding untouched
+
+
+def test_gumbel_mixture_is_seeded_like_the_coins(toy_data_bin, batch):
+    _, model, criterion = scheduled_sampling(toy_data_bin, "--ss-mix", "gumbel", "--ss-schedule", "constant",
+                                             "--ss-k", "0.5", "--seed", "4")
+    first, _, _ = criterion(model, batch)
+    again, _, _ = criterion(model, batch)
+    assert torch.equal(first, again)
+    criterion.set_num_updates(3)
+    later, _, _ = criterion(model, batch)
+    assert not torch.equal(later, first)
+
+
+def test_gumbel_weights_are_a_softmax_of_noised_logits():
+    logits = torch.randn(6, 9)
+    weights = mixture_weights(logits, "gumbel", temperature=0.5, banned=(1,),
+                              generator=torch.Generator().manual_seed(5))
+    uniforms = torch.rand((6, 9), generator=torch.Generator().manual_seed(5)).double()
+    noised = logits.double() - torch.log(-torch.log(uniforms))
+    noised[:, 1] = float("-inf")
+    assert torch.allclose(weights.double(), torch.softmax(noised / 0.5, -1), atol=1e-6)
+    assert (weights[:, 1] == 0).all()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--ss-mode", "stepwise", "--ss-mix", "softmax"], "--ss-mix softmax applies to --ss-mode two_pass only"),
+    (["--ss-mix", "topk", "--ss-topk", "100000"], "--ss-topk must be at most the vocabulary size"),
+    (["--ss-mix-temperature", "0"], "--ss-mix-temperature must be > 0"),
+])
+def test_mixture_flags_that_cannot_work_are_refused(toy_data_bin, args, message):
+    with pytest.raises(ValueError, match=message):
+        build(toy_data_bin, "--criterion", "scheduled_sampling", *args)

@@ -12,8 +12,9 @@ from fairseq.models import FairseqIncrementalDecoder
 from omegaconf import II
 
 from fairseq_ot.compat.update_count import FollowsUpdateCount
-from fairseq_ot.errors import FlagError, check_label_smoothing_flags, stops_on_divergence
+from fairseq_ot.errors import FlagError, check_label_smoothing_flags, require, stops_on_divergence
 from fairseq_ot.modules.batch_random import batch_generator
+from fairseq_ot.modules.embedding_mixtures import MIXES, embedded_as, mixture_weights
 from fairseq_ot.modules.sampling import decoder_input_key
 from fairseq_ot.modules.schedules import (
     SCHEDULES,
@@ -37,6 +38,20 @@ class ScheduledSamplingCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig)
     ss_prediction: ChoiceEnum(PREDICTIONS) = field(
         default="sample",
         metadata={"help": "a replaced input is sampled from the model's distribution or its argmax"},
+    )
+    ss_mix: ChoiceEnum(MIXES) = field(
+        default="prediction",
+        metadata={"help": "two_pass only: what a replaced input is: prediction (the token of "
+                  "--ss-prediction), or a mixture of word embeddings E^T w: topk (w = softmax over the "
+                  "--ss-topk largest logits), softmax (w = softmax(z / --ss-mix-temperature)), gumbel "
+                  "(w = softmax((z + Gumbel noise) / --ss-mix-temperature), drawn like the coins) "
+                  "(Mihaylova & Martins 2019)"},
+    )
+    ss_topk: int = field(
+        default=5, metadata={"help": "k of --ss-mix topk, at most the vocabulary size"}
+    )
+    ss_mix_temperature: float = field(
+        default=1.0, metadata={"help": "temperature of --ss-mix softmax and gumbel, > 0"}
     )
     ss_schedule: ChoiceEnum(SCHEDULES) = field(
         default="inverse_sigmoid",
@@ -68,7 +83,9 @@ class ScheduledSamplingCriterion(FollowsUpdateCount, LabelSmoothedCrossEntropyCr
     with a coin per token and sentence and eps_i from a schedule over the update
     number i (Bengio et al., NeurIPS 2015, "Scheduled Sampling for Sequence
     Prediction with Recurrent Neural Networks"; two-pass form for Transformers:
-    Mihaylova & Martins, ACL SRW 2019). Validation stays teacher-forced."""
+    Mihaylova & Martins, ACL SRW 2019, whose second pass may also take the
+    embedding mixture E^T w_t of the first pass's outputs in place of a token,
+    `--ss-mix`). Validation stays teacher-forced."""
 
     def __init__(
         self,
@@ -83,6 +100,9 @@ class ScheduledSamplingCriterion(FollowsUpdateCount, LabelSmoothedCrossEntropyCr
         ss_min,
         ss_warmup_updates,
         seed,
+        ss_mix="prediction",
+        ss_topk=5,
+        ss_mix_temperature=1.0,
         ignore_prefix_size=0,
         report_accuracy=False,
     ):
@@ -93,6 +113,17 @@ class ScheduledSamplingCriterion(FollowsUpdateCount, LabelSmoothedCrossEntropyCr
         check_schedule(str(ss_schedule), ss_k, ss_c, ss_min, ss_warmup_updates)
         self.mode = str(ss_mode)
         self.prediction = str(ss_prediction)
+        self.mix = str(ss_mix)
+        if self.mix != "prediction" and self.mode != "two_pass":
+            raise FlagError(f"--ss-mix {self.mix} applies to --ss-mode two_pass only: the stepwise "
+                            f"prefix is made of tokens")
+        require(ss_topk >= 1, "--ss-topk", ">= 1", ss_topk)
+        if task is not None and task.target_dictionary is not None:
+            vocabulary = len(task.target_dictionary)
+            require(ss_topk <= vocabulary, "--ss-topk", f"at most the vocabulary size {vocabulary}", ss_topk)
+        require(ss_mix_temperature > 0, "--ss-mix-temperature", "> 0", ss_mix_temperature)
+        self.topk = ss_topk
+        self.mix_temperature = ss_mix_temperature
         self.schedule = dict(
             schedule=str(ss_schedule), k=ss_k, c=ss_c, eps_min=ss_min,
             warmup_updates=ss_warmup_updates,
@@ -113,7 +144,9 @@ class ScheduledSamplingCriterion(FollowsUpdateCount, LabelSmoothedCrossEntropyCr
             net_output, replaced = model(**net_input), 0
         else:
             generator = batch_generator(self.seed, self.num_updates, sample["id"])
-            if self.mode == "two_pass":
+            if self.mode == "two_pass" and self.mix != "prediction":
+                net_output, coins = self.two_pass_mixture(model, net_input, eps, generator)
+            elif self.mode == "two_pass":
                 mixed, coins = self.two_pass_inputs(model, net_input, eps, generator)
                 net_output = model(**{**net_input, decoder_input_key(net_input): mixed})
             else:
@@ -155,6 +188,26 @@ class ScheduledSamplingCriterion(FollowsUpdateCount, LabelSmoothedCrossEntropyCr
         mixed = gold.clone()
         mixed[:, 1:] = torch.where(coins[:, 1:], predictions, gold[:, 1:])
         return mixed, coins
+
+    def two_pass_mixture(self, model, net_input, eps, generator):
+        """The second pass with the replaced inputs' embeddings E^T w, w from
+        the first pass's outputs (`embedding_mixtures`); returns its output
+        and the coins."""
+        gold = net_input[decoder_input_key(net_input)]
+        embed_tokens = getattr(model.decoder, "embed_tokens", None)
+        if not isinstance(getattr(embed_tokens, "weight", None), torch.Tensor):
+            raise FlagError(f"--ss-mix {self.mix} needs a decoder with an `embed_tokens` embedding; "
+                            f"{type(model.decoder).__name__} has none: use --ss-mix prediction")
+        with torch.no_grad():
+            logits = model(**net_input)[0]
+        coins = self.replacement_coins(gold, eps, generator)
+        # the output at position t predicts y_t, which is the input at t + 1
+        weights = mixture_weights(logits[:, :-1][coins[:, 1:]], self.mix, self.topk, self.mix_temperature,
+                                  self.banned, generator)
+        rows = weights.to(embed_tokens.weight.dtype) @ embed_tokens.weight
+        with embedded_as(embed_tokens, gold, coins, rows):
+            net_output = model(**net_input)
+        return net_output, coins
 
     def stepwise_forward(self, model, net_input, eps, generator):
         decoder = model.decoder
