@@ -30,7 +30,7 @@ from fairseq_ot.modules.divergences import (
 )
 from fairseq_ot.modules.packed_positions import packed_logits, unpack
 from fairseq_ot.modules.sampling import decoder_input_key, draw_continuations, teacher_forcing_input
-from fairseq_ot.modules.token_prediction import banned_symbols
+from fairseq_ot.modules.token_prediction import ban_, banned_symbols
 
 
 @dataclass
@@ -157,24 +157,28 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
         mediator_data, mediator_samples = self.mediator_logits(mediator, data_input, sample_input,
                                                                data_mask, sample_mask)
         generator_samples = packed_logits(generator, sample_input, sample_mask)
+        # masked once, in place: each masked copy of an [N, V] tensor cost about
+        # what its log-softmax does (the log-softmaxes below then mask nothing)
+        for logits in (mediator_data, mediator_samples, generator_samples):
+            ban_(logits, self.banned)
         terms = {}
         if estimate:  # from the logits, before float32 log-probabilities replace them
             with torch.no_grad():
-                generator_data = packed_logits(generator, data_input, data_mask)
+                generator_data = ban_(packed_logits(generator, data_input, data_mask), self.banned)
             terms = self.estimate_log_probs(generator_data, generator_samples, mediator_data,
                                             mediator_samples, data_tokens, data_mask, sample_tokens,
                                             sample_mask, drawn)
         # the logits are freed as each log-softmax replaces them
-        mediator_data = masked_log_softmax(mediator_data, self.banned)
-        mediator_samples = masked_log_softmax(mediator_samples, self.banned)
-        step_kls = unpack(step_kl(generator_samples, mediator_samples, self.banned), sample_mask)  # [S, T]
+        mediator_data = masked_log_softmax(mediator_data)
+        mediator_samples = masked_log_softmax(mediator_samples)
+        step_kls = unpack(step_kl(generator_samples, mediator_samples), sample_mask)  # [S, T]
         terms.update({
             "mediator_nll_data": -sequence_log_probs(mediator_data, data_tokens, data_mask),
             "mediator_nll_samples": -sequence_log_probs(mediator_samples, sample_tokens, sample_mask),
             "generator_kl": (step_kls * drawn).sum(-1),
         })
         if (self.gamma > 0) if score is None else score:  # unused at gamma 0: not built
-            drawn_lprobs = masked_log_softmax(generator_samples, self.banned).gather(
+            drawn_lprobs = masked_log_softmax(generator_samples).gather(
                 -1, sample_tokens.unsqueeze(-1)).squeeze(-1)
             terms["generator_score"] = score_function_surrogate(step_kls, unpack(drawn_lprobs, sample_mask),
                                                                 drawn)
@@ -190,7 +194,7 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
         mixture 0.35% off at pi = 1e-6 and 17% at 1e-9 (one rounding per
         sequence; a sequence sums one per token)."""
         def log_probs(logits, tokens, mask, counted=None):
-            lprobs = masked_log_softmax(logits, self.banned, torch.float64)
+            lprobs = masked_log_softmax(logits, dtype=torch.float64)  # banned in sequence_terms
             return sequence_log_probs(lprobs, tokens, mask, counted)
 
         return {

@@ -26,6 +26,21 @@ def mask_banned(logits: Tensor, banned=()) -> Tensor:
     return logits.index_fill(-1, torch.tensor(list(banned), device=logits.device), BANNED_LOG_PROB)
 
 
+def ban_(logits: Tensor, banned=()) -> Tensor:
+    """`mask_banned` in place and outside autograd, for logits fresh from an
+    output layer that every later use masks alike: the banned symbols'
+    probabilities are then exactly 0 and no loss reads their log-probability,
+    so their gradient is zero with or without autograd's record of the fill,
+    and the [..., V] copies of an out-of-place mask (one forward, one
+    backward) are saved. float16 takes its most negative finite value, which
+    float32 log-softmax maps to probability 0 as well. Returns `logits`."""
+    if banned:
+        value = max(BANNED_LOG_PROB, torch.finfo(logits.dtype).min)
+        with torch.no_grad():
+            logits.index_fill_(-1, torch.tensor(list(banned), device=logits.device), value)
+    return logits
+
+
 def draw_tokens(scores: Tensor, generator=None, uniform=None) -> Tensor:
     """[..., V] float scores -> [...] tokens drawn from softmax(scores): with
     F = cumsum(softmax(scores)) and u ~ U[0, 1) from `generator` (torch's
