@@ -800,12 +800,15 @@ def test_teacher_of_a_cot_checkpoint_is_its_generator(toy_data_bin, teachers, ba
     extract_generator(teachers["cot"], tmp_path / "generator.pt")
     plain = load_plain(tmp_path / "generator.pt", task)
     teacher = criterion.teacher.model
+    # the same weights, bit for bit; their outputs equal up to the matrix
+    # products' rounding, which depends on the buffers' memory alignment
+    assert teacher.state_dict().keys() == plain.state_dict().keys()
+    assert all(torch.equal(value, plain.state_dict()[key]) for key, value in teacher.state_dict().items())
     with torch.no_grad():
         ours = teacher(**batch["net_input"])[0]
-        assert torch.equal(ours, plain(**batch["net_input"])[0])
+        assert torch.allclose(ours, plain(**batch["net_input"])[0], rtol=1e-5, atol=1e-5)
         untrained = build(toy_data_bin, "--criterion", "cross_entropy")[1].eval()
         assert not torch.allclose(ours, untrained(**batch["net_input"])[0], atol=1e-3)
-    assert teacher.state_dict().keys() == plain.state_dict().keys()
 
 
 # ---------------------------------------------------------------- 10. bad input
