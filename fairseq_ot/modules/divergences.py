@@ -124,7 +124,7 @@ def sequence_log_probs(lprobs: Tensor, tokens: Tensor, mask: Tensor, counted=Non
 def log1mexp(x: Tensor) -> Tensor:
     """log(1 - e^x) for x < 0, to full relative precision at both ends:
     log(-expm1(x)) where e^x is near 1 (x > -log 2), log1p(-exp(x)) where
-    it is small (Maechler 2012, "Accurately Computing log(1 - exp(-|a|))")."""
+    it is small (Maechler 2012, "Accurately Computing `log(1 - exp(-|a|))`")."""
     near_zero = x > -math.log(2)
     # each branch evaluated only where it is accurate, so neither takes log(0)
     return torch.where(near_zero, torch.log(-torch.expm1(torch.where(near_zero, x, -1.0))),

@@ -16,7 +16,7 @@ BELIEFS = ("softmax", "gumbel_softmax", "logits")
 def soft_embed(scores: Tensor, embedding: Tensor, temperature: float = 1.0, mask=None, belief: str = "softmax",
                generator=None) -> Tensor:
     """E^T w_t for every position t: [B, T, V] x [V, d] -> [B, T, d], with the
-    belief w_t of `belief`:
+    belief w_t of `belief`::
 
         softmax:         w = softmax(z / tau)                (the paper's soft-argmax)
         gumbel_softmax:  w = softmax((z + g) / tau),  g_v = -log(-log u_v), u ~ U(0, 1)
@@ -30,7 +30,7 @@ def soft_embed(scores: Tensor, embedding: Tensor, temperature: float = 1.0, mask
     logits (there the constant matters: E^T 1 is not 0); `generator` draws
     the Gumbel noise (a `batch_random.batch_generator`), in the order of the
     embedded positions; with a [B, T] mask only those positions are embedded
-    (the others are zero): the [*, V] x [V, d] products cost as much as the
+    (the others are zero): the `[*, V] x [V, d]` products cost as much as the
     output layer, and padding is often a third of a batch.
 
     References: Chen et al., ICLR 2019 (beliefs); Jang et al., ICLR 2017
