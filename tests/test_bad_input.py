@@ -49,6 +49,9 @@ CONTEXTS = {
     "gjs": (["--criterion", "gjs", "--gjs-mode", "mediator", *MEDIATOR], "mediator_translation"),
     "cot": (["--criterion", "cot", *MEDIATOR], "mediator_translation"),
     "distill": (["--criterion", "distill", "--teacher-path", TEACHER], "translation"),
+    "tailr": (["--criterion", "tailr"], "translation"),
+    "mixce": (["--criterion", "mixce"], "translation"),
+    "emo": (["--criterion", "emo"], "translation"),
 }
 
 # The criterion context whose build reaches each plugin task's own flags
@@ -105,6 +108,9 @@ BAD_VALUES = {
     "distill_topk": ["-1", "65"],  # toy_data_bin's target vocabulary: 64
     "distill_max_len_a": ["-1", "inf"],
     "distill_max_len_b": ["-1"],
+    "density_ratio_threshold": ["-0.1", "1.5", "nan"],
+    "density_min_weight": ["-0.1", "1.5", "nan"],
+    "mixce_eta": ["-0.1", "1.5", "nan"],
 }
 # The flag a value's error names first, where it is not the value's own: the
 # SHA-256 check names the file (--teacher-path PATH: SHA-256 ..., not the
@@ -318,6 +324,11 @@ SETTINGS = {
     "distill reverse KL length limit 1": ["--criterion", "distill", "--teacher-path", TEACHER,
                                           "--distill-beta", "1", "--distill-on-policy", "1",
                                           "--distill-max-len-a", "0", "--distill-max-len-b", "1"],
+    "tailr": ["--criterion", "tailr"],
+    "tailr gamma 1 no floor": ["--criterion", "tailr", "--density-ratio-threshold", "1",
+                               "--density-min-weight", "0", "--label-smoothing", "0"],
+    "mixce eta 0": ["--criterion", "mixce", "--mixce-eta", "0"],
+    "emo": ["--criterion", "emo"],
 }
 
 

@@ -1,1 +1,1 @@
-from fairseq_ot.criterions import cot, distill, gjs, ot_seq, scheduled_sampling  # noqa: F401
+from fairseq_ot.criterions import cot, distill, emo, gjs, mixce, ot_seq, scheduled_sampling, tailr  # noqa: F401
