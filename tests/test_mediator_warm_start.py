@@ -2,7 +2,8 @@
 `--finetune-from-model MLE.pt` loads the generator, `--mediator-init`
 starts the mediator (random, a copy of the generator, or another plain
 checkpoint), a resume from checkpoint_last.pt re-applies neither, and a
-checkpoint that does not fit is refused in one line.
+checkpoint that does not fit is refused in one line. A mediator-task
+checkpoint as `--finetune-from-model` gives its generator alone.
 
 The warm starts train at learning rate 0, so every network must still hold
 exactly the weights it started from. The fairseq-train runs share one process
@@ -36,7 +37,8 @@ FROZEN = ["--lr", "0", "--ddp-backend", "legacy_ddp"]  # warm starts: no weight 
 def runs(toy_data_bin, tiny_lm_data_bin, tmp_path_factory):
     """The folder of the runs, NAME/checkpoint_last.pt and NAME.log each:
     two MLE translation models (mle_a, mle_b), an MLE language model (lm),
-    and warm starts from them."""
+    and warm starts from them (cot_small: mle_b, a random mediator of the
+    default sizes)."""
     root = tmp_path_factory.mktemp("warm_start")
     mle_a, mle_b, lm = (root / name / "checkpoint_last.pt" for name in ("mle_a", "mle_b", "lm"))
     translation = [toy_data_bin, *COMMON, *TINY_TRANSFORMER]
@@ -50,6 +52,7 @@ def runs(toy_data_bin, tiny_lm_data_bin, tmp_path_factory):
                "--criterion", "cross_entropy", "--lr", "0.005", "--max-update", "2"],
         "cot": [*warm, "--criterion", "cot", "--finetune-from-model", mle_a,
                 "--mediator-init", "generator", "--max-update", "1"],
+        "cot_small": [*warm, "--criterion", "cot", "--finetune-from-model", mle_b, "--max-update", "1"],
         # gjs, the mediator from another checkpoint; then resumed with other checkpoints
         "gjs": [*warm, "--criterion", "gjs", "--gjs-mode", "mediator", *GENERATOR_SIZED_MEDIATOR,
                 "--finetune-from-model", mle_a, "--mediator-init", mle_b, "--max-update", "2"],
@@ -60,6 +63,13 @@ def runs(toy_data_bin, tiny_lm_data_bin, tmp_path_factory):
                    *FROZEN, "--criterion", "cot", "--finetune-from-model", lm,
                    "--mediator-init", "generator", "--max-update", "1"],
     }
+    train_in_one_process(root, runs)
+    return root
+
+
+def train_in_one_process(root, runs):
+    """fairseq-train each of `runs` ({NAME: arguments}), in order, into
+    root/NAME (NAME_resumed: into root/NAME, resuming it), logging to root/NAME.log."""
     spec = []
     for name, args in runs.items():
         save_dir = root / name.replace("_resumed", "")
@@ -67,7 +77,6 @@ def runs(toy_data_bin, tiny_lm_data_bin, tmp_path_factory):
                      "log": str(root / f"{name}.log")})
     (root / "runs.json").write_text(json.dumps(spec))
     run_cli(sys.executable, RUNNER, root / "runs.json")
-    return root
 
 
 def checkpoint(runs, name):
@@ -146,6 +155,34 @@ def test_mediator_from_another_checkpoint_and_a_resume_reloads_neither(runs):
     assert not torch.equal(mle_a["encoder.embed_tokens.weight"], mle_b["encoder.embed_tokens.weight"])
     assert_same_weights(weights(resumed, "generator"), mle_a)
     assert_same_weights(weights(resumed, "mediator"), mle_b)
+
+
+def test_a_mediator_checkpoint_gives_its_generator_and_mediator_init_the_mediator(runs, toy_data_bin, tmp_path):
+    """gjs holds mle_a and mle_b as a mediator of the generator's sizes;
+    cot_small mle_b and a mediator of the default sizes; cot mle_a twice.
+    `--mediator-init generator` made a mediator of the generator's sizes,
+    which loaded the mediator of gjs instead of a copy, and failed on that of
+    cot_small in about 170 lines of size mismatch; random (the default
+    sizes) failed on that of cot likewise."""
+    warm = [toy_data_bin, *COMMON, *TINY_TRANSFORMER, "--task", "mediator_translation", *FROZEN,
+            "--criterion", "cot", "--max-update", "1"]
+    train_in_one_process(tmp_path, {
+        "from_gjs": [*warm, "--finetune-from-model", checkpoint(runs, "gjs"), "--mediator-init", "generator"],
+        "from_cot_small": [*warm, "--finetune-from-model", checkpoint(runs, "cot_small"),
+                           "--mediator-init", "generator"],
+        "random_from_cot": [*warm, "--finetune-from-model", checkpoint(runs, "cot")],
+    })
+    mle_a, mle_b = weights(checkpoint(runs, "mle_a")), weights(checkpoint(runs, "mle_b"))
+    for name, mle in (("from_gjs", mle_a), ("from_cot_small", mle_b)):
+        assert_same_weights(weights(checkpoint(tmp_path, name), "generator"), mle)
+        assert_same_weights(weights(checkpoint(tmp_path, name), "mediator"), mle)
+    assert_same_weights(weights(checkpoint(tmp_path, "random_from_cot"), "generator"), mle_a)
+    mediator = weights(checkpoint(tmp_path, "random_from_cot"), "mediator")
+    vocabulary = len(mle_a["encoder.embed_tokens.weight"])
+    assert mediator["encoder.embed_tokens.weight"].shape == (vocabulary, 64)  # --mediator-embed-dim's default
+    log = (tmp_path / "random_from_cot.log").read_text()
+    assert (f"--finetune-from-model {checkpoint(runs, 'cot')} is a mediator-task checkpoint: its generator "
+            "starts the generator, --mediator-init random the mediator") in log
 
 
 def test_language_model_warm_start(runs):

@@ -6,10 +6,11 @@ import shutil
 
 import pytest
 import torch
+from fairseq.criterions import CRITERION_REGISTRY
 
 from fairseq_ot.evaluation.train_log import read_train_log
 
-from conftest import TINY_TRANSFORMER, USER_DIR, load_script, run_cli
+from conftest import TINY_TRANSFORMER, USER_DIR, load_script, one_line_error, run_cli
 
 switch_criterion = load_script("switch_criterion")
 
@@ -79,12 +80,61 @@ def test_the_best_score_of_another_criterion_is_forgotten(tmp_path):
         assert torch.load(tmp_path / f"{name}.pt", weights_only=True)["extra_state"] == kept
 
 
-def test_refusals_name_the_problem(mle_at_2, tmp_path):
-    with pytest.raises(SystemExit, match="unknown criterion 'gsj'"):
-        switch_criterion.main([str(mle_at_2), str(tmp_path / "out.pt"), "gsj"])
+def test_refusals_name_the_problem(mle_at_2, tmp_path, capsys):
+    out = tmp_path / "out.pt"
+    assert one_line_error(capsys, switch_criterion.main, [str(mle_at_2), str(out), "gsj"]).endswith(
+        "error: unknown criterion 'gsj'; registered: " + ", ".join(sorted(CRITERION_REGISTRY)))
     state = torch.load(mle_at_2, weights_only=True)
     state["last_optimizer_state"] = None
     torch.save(state, tmp_path / "weights_only.pt")
-    with pytest.raises(SystemExit, match="holds no optimizer state"):
-        switch_criterion.main([str(tmp_path / "weights_only.pt"), str(tmp_path / "out.pt"), "gjs"])
-    assert not (tmp_path / "out.pt").exists()
+    assert one_line_error(capsys, switch_criterion.main, [str(tmp_path / "weights_only.pt"), str(out), "gjs"]
+                          ).endswith(f"error: {tmp_path / 'weights_only.pt'} holds no optimizer state to continue from")
+    assert not out.exists()
+
+
+def test_switching_to_a_mediator_criterion_is_refused(mle_at_2, tmp_path, capsys):
+    # the optimizer state holds the model alone: fairseq-train --task mediator_translation died on
+    # its param group sizes, 12 frames deep
+    out = tmp_path / "out.pt"
+    error = one_line_error(capsys, switch_criterion.main, [str(mle_at_2), str(out), "cot"])
+    assert error.endswith(
+        f"error: cot trains a mediator, which the optimizer state of {mle_at_2} does not cover: start it "
+        f"from the model with fairseq-train --task mediator_* --finetune-from-model {mle_at_2} --mediator-init ...")
+    assert not out.exists()
+
+
+def test_switching_from_a_mediator_task_is_refused(mle_at_2, tmp_path, capsys):
+    # a cot checkpoint continued as ot_seq: "Cannot load model parameters" at fairseq-train
+    state = torch.load(mle_at_2, weights_only=True)
+    state["cfg"]["task"]["_name"] = "mediator_translation"
+    state["optimizer_history"][-1]["criterion_name"] = "CotCriterion"
+    cot = tmp_path / "cot.pt"
+    torch.save(state, cot)
+    out = tmp_path / "out.pt"
+    for criterion in ("ot_seq", "cot"):
+        error = one_line_error(capsys, switch_criterion.main, [str(cot), str(out), criterion])
+        assert error.endswith(
+            f"error: {cot} was trained with a mediator (task mediator_translation), which its optimizer state "
+            f"covers too: extract its generator (scripts/extract_generator.py) and start {criterion} from it "
+            "with fairseq-train --finetune-from-model")
+    assert not out.exists()
+
+
+def test_an_existing_destination_is_replaced_only_with_force(mle_at_2, tmp_path, capsys):
+    out = tmp_path / "out.pt"
+    out.write_bytes(b"kept")
+    assert one_line_error(capsys, switch_criterion.main, [str(mle_at_2), str(out), "gjs"]).endswith(
+        f"error: {out} exists: pass --force to replace it")
+    assert out.read_bytes() == b"kept"
+    switch_criterion.main([str(mle_at_2), str(out), "gjs", "--force"])
+    assert torch.load(out, weights_only=True)["optimizer_history"][-1]["criterion_name"] == "GJSCriterion"
+
+
+def test_the_source_is_never_overwritten(mle_at_2, tmp_path, capsys):
+    source = tmp_path / "mle.pt"
+    shutil.copy(mle_at_2, source)
+    before = source.read_bytes()
+    for destination in (str(source), f"{tmp_path}/./mle.pt"):
+        error = one_line_error(capsys, switch_criterion.main, [str(source), destination, "gjs", "--force"])
+        assert error.endswith(f"error: {destination} is the source checkpoint: write to another file")
+    assert source.read_bytes() == before

@@ -5,21 +5,26 @@ task (`fairseq-ot-generate --task translation`; stock fairseq on torch >= 2.6
 still needs the plugin's weights-only allow-list).
 
     python scripts/extract_generator.py checkpoint_best.pt generator.pt
+
+The destination is never the source, and an existing file is replaced only
+with --force.
 """
 
 import argparse
-import sys
 
 from fairseq_ot.checkpoints.surgery import CheckpointError, extract_generator
+from fairseq_ot.errors import print_one_line
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source")
     parser.add_argument("destination")
+    parser.add_argument("--force", action="store_true", help="replace the destination if it exists")
     args = parser.parse_args(argv)
     try:
-        task = extract_generator(args.source, args.destination)
+        task = extract_generator(args.source, args.destination, args.force)
     except CheckpointError as error:
-        sys.exit(f"error: {error}")
+        print_one_line(error)
+        raise SystemExit(2) from None
     print(f"wrote the generator of {args.source} to {args.destination} (task {task})")

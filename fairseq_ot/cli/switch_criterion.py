@@ -8,15 +8,19 @@ after MLE:
 fairseq refuses to resume under another criterion unless --reset-optimizer,
 which also drops Adam's moments and restarts the update count, and with it the
 warm-up. The best validation score is forgotten when the criterion changes
-(it was measured on the old criterion's scale). The target criterion must
-train nothing beyond the model (not cot, not gjs --gjs-mode mediator): the
-optimizer state has to match the model alone.
+(it was measured on the old criterion's scale). Neither criterion may train
+a mediator, which the other's optimizer state does not cover: cot is refused
+here, and a mediator-task checkpoint as the source; gjs continues in its token
+mode (fairseq itself refuses its class under --gjs-mode mediator). A mediator
+run starts from a plain model with fairseq-train --finetune-from-model. The
+destination is never the source; an existing file is replaced only with
+--force.
 """
 
 import argparse
-import sys
 
 from fairseq_ot.checkpoints.surgery import CheckpointError, switch_criterion
+from fairseq_ot.errors import print_one_line
 
 
 def main(argv=None):
@@ -24,9 +28,11 @@ def main(argv=None):
     parser.add_argument("source", help="checkpoint written by fairseq-train")
     parser.add_argument("destination", help="where to write the checkpoint to resume from")
     parser.add_argument("criterion", help="registered name of the criterion to continue with")
+    parser.add_argument("--force", action="store_true", help="replace the destination if it exists")
     args = parser.parse_args(argv)
     try:
-        previous, updates = switch_criterion(args.source, args.destination, args.criterion)
+        previous, updates = switch_criterion(args.source, args.destination, args.criterion, args.force)
     except CheckpointError as error:
-        sys.exit(f"error: {error}")
+        print_one_line(error)
+        raise SystemExit(2) from None
     print(f"wrote {args.destination}: {previous} at update {updates}, continues as {args.criterion}")

@@ -26,7 +26,9 @@ versions and how to tell it is no longer needed; the README lists them.
 - `update_count`: the update number for criterions (a task's `train_step`),
   applied per criterion by the `FollowsUpdateCount` mixin, not here
 - `vocabulary_fingerprint`: checkpoints record their dictionaries' symbols;
-  loading one with other dictionaries is refused in one line"""
+  loading one with other dictionaries is refused in one line
+- `warm_start`: the model knows when fairseq-train loads `--finetune-from-model`
+  (a mediator-task checkpoint then gives its generator alone)"""
 
 from fairseq_ot.compat import (
     background_loader,
@@ -40,6 +42,7 @@ from fairseq_ot.compat import (
     numpy_alias,
     one_line_errors,
     vocabulary_fingerprint,
+    warm_start,
 )
 from fairseq_ot.checkpoints.files import DamagedCheckpointError
 from fairseq_ot.checkpoints.loading import UnsafeCheckpointError
@@ -64,3 +67,4 @@ def install() -> None:
     numpy_alias.install()
     one_line_errors.install_excepthook(ONE_LINE_ERRORS)
     vocabulary_fingerprint.install()
+    warm_start.install()

@@ -8,8 +8,11 @@ probabilities, targets, maximum positions, generation) is the generator's, so
 
 A plain fairseq checkpoint (an MLE model: keys without the `generator.` and
 `mediator.` prefixes) loads into the generator, a warm start; the mediator
-then starts as the model was told (`mediator_init`)."""
+then starts as the model was told (`mediator_init`). A mediator-task
+checkpoint loads both networks, except in a warm start (`--finetune-from-model`),
+which takes its generator alone and starts the mediator likewise."""
 
+import logging
 import os
 
 import torch
@@ -18,6 +21,8 @@ from fairseq.models import BaseFairseqModel
 from fairseq.tasks import TASK_REGISTRY
 
 from fairseq_ot.errors import FlagError
+
+logger = logging.getLogger(__name__)
 
 GENERATOR, MEDIATOR = "generator", "mediator"
 # --mediator-init: besides these, the path of a plain checkpoint
@@ -28,6 +33,9 @@ class GeneratorMediatorModel(BaseFairseqModel):
     # read by fairseq_ot.compat.ddp_backend before PyTorch's DDP wraps the model
     pytorch_ddp_refusal = ("--ddp-backend pytorch_ddp refuses the several forwards per update of cot and gjs: "
                            "use --ddp-backend legacy_ddp")
+    # True while fairseq-train loads --finetune-from-model (fairseq_ot.compat.warm_start):
+    # the weights alone do not tell a warm start from a resume
+    warm_starting = False
 
     def __init__(self, generator, mediator, mediator_init=RANDOM_INIT,
                  warm_start_source="the plain checkpoint"):
@@ -70,12 +78,18 @@ class GeneratorMediatorModel(BaseFairseqModel):
 
     def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
         """Both networks from a checkpoint of this model (a resume, or
-        generation); a plain fairseq checkpoint's model into the generator,
-        then the mediator's initialisation (a warm start: fairseq loads
-        `--finetune-from-model` only when the save dir has no
-        checkpoint_last.pt, so a resume never starts either network again)."""
+        generation). A warm start loads the generator alone, from a plain
+        fairseq checkpoint's model or a mediator-task checkpoint's generator,
+        then initialises the mediator (fairseq loads `--finetune-from-model`
+        only when the save dir has no checkpoint_last.pt, so a resume never
+        starts either network again)."""
         if any(key.startswith((f"{GENERATOR}.", f"{MEDIATOR}.")) for key in state_dict):
-            return super().load_state_dict(state_dict, strict, model_cfg, args)
+            if not self.warm_starting:
+                return super().load_state_dict(state_dict, strict, model_cfg, args)
+            # its mediator, of whatever size, is not the one --mediator-init asks for
+            logger.info(f"{self.warm_start_source} is a mediator-task checkpoint: its generator "
+                        f"starts the generator, --mediator-init {self.mediator_init} the mediator")
+            state_dict = network_state(state_dict, GENERATOR)
         loaded = load_plain_state(self.generator, state_dict, model_cfg,
                                   self.warm_start_source, "the checkpoint", GENERATOR)
         self.initialise_mediator()
@@ -95,6 +109,13 @@ class GeneratorMediatorModel(BaseFairseqModel):
             raise FlagError(f"{source}: no such file (random, generator or a checkpoint)")
         state = checkpoint_utils.load_checkpoint_to_cpu(self.mediator_init)
         load_plain_state(self.mediator, state["model"], None, source, "the checkpoint", MEDIATOR)
+
+
+def network_state(state_dict, network):
+    """The weights of one network (GENERATOR, MEDIATOR) in a state dict of
+    this model, as the plain model's state dict (the prefix dropped)."""
+    prefix = f"{network}."
+    return {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
 
 
 def load_plain_state(module, state_dict, model_cfg, source, origin, target):
