@@ -118,7 +118,8 @@ def test_generate_refuses_another_dictionary(runs, toy_data_bin):
         "--task", "translation", "--path", runs / "mle" / "checkpoint_last.pt",
         "--gen-subset", "test", "--beam", "2", "--batch-size", "64", check=False)
     assert "H-" not in output  # no garbage translations before the refusal
-    assert_refused(code, output, refusal("the checkpoint", toy_data_bin, runs / "other"),
+    assert_refused(code, output,
+                   refusal(runs / "mle" / "checkpoint_last.pt", toy_data_bin, runs / "other"),
                    program="fairseq-generate")
 
 
@@ -127,7 +128,18 @@ def test_cot_checkpoint_refuses_another_dictionary(runs, toy_data_bin):
     with pytest.raises(FlagError) as error:
         checkpoint_utils.load_model_ensemble_and_task(
             [str(runs / "cot" / "checkpoint_last.pt")], arg_overrides={"data": str(runs / "other")})
-    assert str(error.value) == refusal("the checkpoint", toy_data_bin, runs / "other")
+    assert str(error.value) == refusal(runs / "cot" / "checkpoint_last.pt", toy_data_bin,
+                                       runs / "other")
+
+
+def test_an_ensemble_refuses_the_file_of_another_dictionary(runs, toy_data_bin):
+    """As fairseq's test_checkpoint_utils loads two models: the task is the
+    first checkpoint's, the second file (trained on other/) is named."""
+    other_mle = runs / "other_mle" / "checkpoint_last.pt"
+    with pytest.raises(FlagError) as error:
+        checkpoint_utils.load_model_ensemble_and_task(
+            [str(runs / "mle" / "checkpoint_last.pt"), str(other_mle)])
+    assert str(error.value) == refusal(other_mle, runs / "other", toy_data_bin)
 
 
 def test_a_dictionary_of_another_size_is_refused_with_both_sizes(runs, toy_data_bin):
@@ -135,8 +147,8 @@ def test_a_dictionary_of_another_size_is_refused_with_both_sizes(runs, toy_data_
         checkpoint_utils.load_model_ensemble_and_task(
             [str(runs / "mle" / "checkpoint_last.pt")], arg_overrides={"data": str(runs / "fewer")})
     assert str(error.value) == (
-        f"the checkpoint was trained with another source dictionary: 64 symbols in "
-        f"{toy_data_bin / 'dict.src.txt'} (the checkpoint's), 56 in "
+        f"{runs / 'mle' / 'checkpoint_last.pt'} was trained with another source dictionary: "
+        f"64 symbols in {toy_data_bin / 'dict.src.txt'} (the checkpoint's), 56 in "
         f"{runs / 'fewer' / 'dict.src.txt'} (the data's)")
 
 
@@ -187,7 +199,7 @@ def test_checkpoint_without_record_loads_with_a_warning_and_generates_alike(
     assert (MEDIATOR_ARGS in task.state.state_dict) == (name == "cot")
     assert len(expected) == 37 and found == expected
     assert [record.getMessage() for record in caplog.records] == [
-        "the checkpoint records no vocabulary (stock fairseq or an older fairseq-ot wrote it): "
+        f"{stock} records no vocabulary (stock fairseq or an older fairseq-ot wrote it): "
         f"not checked against the data's {toy_data_bin / 'dict.src.txt'}, "
         f"{toy_data_bin / 'dict.tgt.txt'}"]
 

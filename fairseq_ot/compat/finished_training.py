@@ -3,6 +3,8 @@ as they are.
 
 What it patches: `checkpoint_utils.load_checkpoint` (fairseq 0.12.x), which
 fairseq's training main calls once, on every rank, before its training loop.
+A trainer that is not fairseq's (the MagicMock of fairseq's own tests) is
+left to fairseq's function as it is.
 
 Why: fairseq's loop tests --max-update only after an update. Rerunning a
 finished command (the usual way to resume, and what a requeued Slurm job
@@ -20,6 +22,7 @@ import functools
 import logging
 
 from fairseq import checkpoint_utils
+from fairseq.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,8 @@ def install() -> None:
 def _stop_when_finished(load):
     @functools.wraps(load)
     def load_then_stop_when_finished(cfg, trainer, **passthrough_args):
+        if not isinstance(trainer, Trainer):
+            return load(cfg, trainer, **passthrough_args)
         extra_state, epoch_itr = load(cfg, trainer, **passthrough_args)
         done = finished(trainer.cfg.optimization, trainer.get_num_updates(), epoch_itr.next_epoch_idx)
         if done is not None:

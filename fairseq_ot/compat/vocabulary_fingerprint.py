@@ -1,7 +1,9 @@
 """Checkpoints that know the vocabulary they were trained with.
 
 What it patches: `FairseqTask.state_dict` and `FairseqTask.load_state_dict`,
-`Dictionary.add_from_file`, and `Trainer.load_checkpoint`, which checks what
+`Dictionary.add_from_file`, `checkpoint_utils.load_checkpoint_to_cpu`, which
+remembers the file of the task state it read last (fairseq hands the task
+its state alone), and `Trainer.load_checkpoint`, which checks what
 `checkpoint_utils.load_checkpoint_to_cpu` reads and, with several processes,
 what `distributed.utils.broadcast_object` hands on while it runs (fairseq 0.12.x).
 
@@ -15,9 +17,10 @@ dictionaries and the files they were read from. Loading for generation, and
 every checkpoint the trainer reads (checkpoint_last.pt, --restore-file,
 --finetune-from-model, and a --mediator-init checkpoint, which the mediator
 task's model reads while the trainer loads), compares them with the data's
-dictionaries and refuses a mismatch in one line naming both files and the
-first symbol that differs, or the sizes. A checkpoint without the record
-(stock fairseq, fairseq-ot before it) loads with a warning.
+dictionaries and refuses a mismatch in one line naming the checkpoint file,
+both dictionary files and the first symbol that differs, or the sizes. A
+checkpoint without the record (stock fairseq, fairseq-ot before it) loads
+with a warning.
 
 No longer needed when: fairseq checkpoints record their dictionaries and are
 checked against the task's when loaded (not in 0.12.x)."""
@@ -42,12 +45,19 @@ KEY = "fairseq_ot_vocabulary"
 ROLES = ("source", "target")
 
 
+class _LastRead:
+    """The task state of the checkpoint file read last, and that file."""
+    task_state = None
+    path = None
+
+
 def install() -> None:
     """Record the dictionaries' files and the vocabulary; check it on loading.
     Idempotent."""
     _patch(Dictionary, "add_from_file", _recording_file)
     _patch(FairseqTask, "state_dict", _recording_vocabulary)
     _patch(FairseqTask, "load_state_dict", _checking_vocabulary)
+    _patch(checkpoint_utils, "load_checkpoint_to_cpu", _remembering_file)
     _patch(Trainer, "load_checkpoint", _checking_every_checkpoint_read)
 
 
@@ -77,9 +87,18 @@ def _recording_vocabulary(state_dict):
     return with_vocabulary
 
 
+def _remembering_file(load_checkpoint_to_cpu):
+    def read_and_remember(path, *args, **kwargs):
+        state = load_checkpoint_to_cpu(path, *args, **kwargs)
+        _LastRead.task_state, _LastRead.path = state.get("task_state"), path
+        return state
+
+    return read_and_remember
+
+
 def _checking_vocabulary(load_state_dict):
     def check_then_load(task, state):
-        require_same_vocabulary(state, task, "the checkpoint")
+        require_same_vocabulary(state, task, _file_read(state))
         # the task records its own vocabulary when saved: the checkpoint's is not its state
         load_state_dict(task, {key: value for key, value in state.items() if key != KEY})
 
@@ -120,6 +139,16 @@ def _checking_every_checkpoint_read(load_checkpoint):
             distributed_utils.broadcast_object = broadcast
 
     return load_checked
+
+
+def _file_read(task_state):
+    """The checkpoint file `task_state` was read from, as a refusal names it:
+    the one read last when it holds this very state (fairseq's
+    load_model_ensemble_and_task reads each file, then hands its task state
+    to the task)."""
+    if task_state is _LastRead.task_state:
+        return _LastRead.path
+    return "a checkpoint whose file is not known"
 
 
 def vocabulary(task):
