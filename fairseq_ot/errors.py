@@ -33,13 +33,28 @@ def require_weight(flag, value):
     require(math.isfinite(value) and value >= 0, flag, "finite and >= 0", value)
 
 
-def print_one_line(error):
-    """`PROGRAM: error: MESSAGE` on stderr, as argparse reports a bad flag."""
+def print_one_line(error, kind="error"):
+    """`PROGRAM: error: MESSAGE` on stderr, as argparse reports a bad flag
+    (`kind` "warning": `PROGRAM: warning: MESSAGE`, for input that is used
+    but looks wrong)."""
     program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "fairseq"
     # one write, newline included: the ranks of a torchrun job print theirs
     # to one stream at the same time
-    sys.stderr.write(f"{program}: error: {error}\n")
+    sys.stderr.write(f"{program}: {kind}: {error}\n")
     sys.stderr.flush()
+
+
+def print_or_quit(text):
+    """`text` and a newline on stdout; when its reader has closed the pipe
+    (`... | head -1`), exit with status 1 and nothing on stderr, as a
+    command in a pipeline should, instead of a BrokenPipeError traceback."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Python flushes stdout again at exit and would report the same error
+        # there: later writes go to the null device
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
 
 
 def check_sample_length_flags(prefix, max_len_a, max_len_b):

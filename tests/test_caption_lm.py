@@ -2,7 +2,8 @@
 as the captioning recipe splits, vocabulary from train only, binarized data
 that round-trips), unconditional sampling (reproducible by seed, softmax(z/T)
 at every temperature, greedy as T -> 0), the held-out NLL, and the
-sample / sweep command lines end to end, bad input included."""
+sample / sweep command lines end to end, bad input included (a checkpoint
+of another task, a missing data folder)."""
 
 import gzip
 import json
@@ -17,16 +18,18 @@ from fairseq.models.lstm import LSTMDecoder
 from fairseq.models.lstm_lm import LSTMLanguageModel
 
 from captioning_data import write_raw_flickr
-from conftest import SHARED_DATA, USER_DIR, load_script, one_line_error, run_cli
+from conftest import SHARED_DATA, TINY_TRANSFORMER, USER_DIR, load_script, one_line_error, run_cli
 from fairseq_ot.data.caption_dataset import references_file
 from fairseq_ot.data_prep import caption_lm, flickr8k
 from fairseq_ot.evaluation.lm_sampling import LoadedLM, sample_sentences, split_nll
 from fairseq_ot.modules.sampling import ancestral_sample
 from fairseq_ot.recipes import recipe_args
+from fairseq_ot.toy_corpus import write_toy_corpus
 
 prepare_caption_lm = load_script("prepare_caption_lm")
 sample_lm = load_script("sample_lm")
 sweep_temperature = load_script("sweep_temperature")
+sweep_oracle_temperature = load_script("sweep_oracle_temperature")
 
 TEST_ONLY_CAPTION = "Zebra zebra zebra zebra zebra zebra ."  # a word seen 6 times, in test only
 TINY_LSTM = ["--decoder-embed-dim", "16", "--decoder-hidden-size", "16", "--decoder-out-embed-dim", "16"]
@@ -336,3 +339,47 @@ def test_bad_input_is_one_line(runs, data_bin, tmp_path, capsys):
                           ).endswith("error: --temperature must be > 0, got -0.5")
     assert one_line_error(capsys, sweep_temperature.main, [str(tmp_path), "--data", str(data_bin), "--out", png]
                           ).endswith(f"error: {tmp_path / 'checkpoints' / 'checkpoint_last.pt'}: no such checkpoint file")
+
+
+@pytest.fixture(scope="module")
+def translation_run(tmp_path_factory):
+    """(run folder, its data-bin): checkpoints/checkpoint_last.pt of one
+    update of a tiny translation model on a tiny toy corpus."""
+    root = tmp_path_factory.mktemp("translation")
+    raw = write_toy_corpus(root / "raw", n_train=40, n_valid=8, n_test=8)
+    data = root / "data-bin"
+    run_cli("fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt", "--trainpref", raw / "train",
+            "--validpref", raw / "valid", "--destdir", data, "--joined-dictionary", "--workers", "1")
+    run = root / "translation"
+    run_cli("fairseq-train", data, "--cpu", "--task", "translation", *TINY_TRANSFORMER,
+            "--criterion", "label_smoothed_cross_entropy", "--optimizer", "adam", "--lr", "0.001",
+            "--max-tokens", "1500", "--max-update", "1", "--save-dir", run / "checkpoints",
+            "--no-epoch-checkpoints", "--no-save-optimizer-state", "--disable-validation")
+    return run, data
+
+
+def test_another_tasks_checkpoint_or_a_missing_data_folder_is_one_line(runs, data_bin, translation_run, tmp_path,
+                                                                        capsys):
+    run, translation_data = translation_run
+    checkpoint = run / "checkpoints" / "checkpoint_last.pt"
+    out, png = str(tmp_path / "x.txt"), tmp_path / "s.png"
+    wrong_task = (f"error: {checkpoint}: a checkpoint of task translation, not of a language model "
+                  "(language_modeling or mediator_language_modeling)")
+    # on a language model's data and on the translation run's own
+    for data in (data_bin, translation_data):
+        assert one_line_error(capsys, sample_lm.main, [str(checkpoint), str(data), "--out", out]).endswith(wrong_task)
+    # the sweeps load every model first: the MLE run's samples are never written
+    assert one_line_error(capsys, sweep_temperature.main, [str(runs[0]), str(run), "--data", str(data_bin),
+                                                           "--out", str(png), "--num", "5"]).endswith(wrong_task)
+    assert one_line_error(capsys, sweep_oracle_temperature.main, [str(run), "--data", str(data_bin),
+                                                                  "--out", str(png)]).endswith(wrong_task)
+    lm_checkpoint = str(runs[0] / "checkpoints" / "checkpoint_last.pt")
+    assert one_line_error(capsys, sample_lm.main, [lm_checkpoint, str(translation_data), "--out", out]).endswith(
+        f"error: {translation_data}: no dict.txt, not the binarized data of a language model")
+    missing = tmp_path / "nothing"
+    assert one_line_error(capsys, sample_lm.main, [lm_checkpoint, str(missing), "--out", out]).endswith(
+        f"error: {missing}: no such data folder")
+    for sweep in (sweep_temperature, sweep_oracle_temperature):
+        assert one_line_error(capsys, sweep.main, [str(runs[0]), "--data", str(missing), "--out", str(png)]
+                              ).endswith(f"error: {missing}: no such data folder")
+    assert sorted(path.name for path in tmp_path.iterdir()) == []

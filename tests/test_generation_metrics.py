@@ -1,15 +1,21 @@
 """BLEU, Self-BLEU and distinct-n of generations
 (fairseq_ot/evaluation/generation_metrics.py) against nltk's sentence_bleu
-as the oracle, and the fairseq-ot-score-generations command line."""
+as the oracle, and the fairseq-ot-score-generations command line: its
+tokenizer applied to every file alike, its warnings (files that look
+differently tokenized, empty generations), a byte-order mark, a closed pipe."""
 
 import json
 import math
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
 from fairseq_ot.cli.score_generations import main
+from fairseq_ot.data_prep.flickr8k import tokenize_caption
 from fairseq_ot.evaluation.generation_metrics import (
     BLEU_ORDERS,
     SMOOTHING,
@@ -152,34 +158,38 @@ def test_command_line_end_to_end(tmp_path, capsys):
     record = json.loads(stdout)
     hypotheses = [line.split() for line in hypothesis_lines]
     references = [line.split() for line in reference_lines]
-    assert record == {"n_hyp": 4, "n_ref": 3, **generation_scores(hypotheses, references),
+    assert record == {"n_hyp": 4, "n_empty_hyp": 1, "n_ref": 3, **generation_scores(hypotheses, references),
                       "tokenizer": "whitespace", "smoothing": SMOOTHING, "temperature": None}
     assert sorted(record) == sorted(
-        ["n_hyp", "n_ref", "tokenizer", "smoothing", "temperature"]
+        ["n_hyp", "n_empty_hyp", "n_ref", "tokenizer", "smoothing", "temperature"]
         + [f"{kind}{order}" for kind in ("bleu", "self_bleu") for order in (2, 3, 4, 5)]
         + [f"distinct{order}" for order in (1, 2, 3, 4)]
     )
     assert SMOOTHING == "nltk SmoothingFunction().method1, epsilon 0.1"
 
-    main([hyps, refs, "--train-refs", train, "--temperature", "0.7", "--tokenizer", "moses"])
+    # Moses leaves these one-letter words as they are
+    main([hyps, refs, "--train-refs", train, "--temperature", "0.7", "--tokenizer", "moses-en"])
     record = json.loads(capsys.readouterr().out)
-    assert (record["tokenizer"], record["temperature"], record["n_train_ref"]) == ("moses", 0.7, 3)
+    assert (record["tokenizer"], record["temperature"], record["n_train_ref"]) == ("moses-en", 0.7, 3)
     real = real_data_scores(references, [line.split() for line in train_lines])
     assert {name: record[name] for name in real} == real
     assert sorted(real) == sorted(f"real_{name}" for name in generation_scores(hypotheses, references))
 
 
-@pytest.mark.parametrize("bad", ["empty hypothesis file", "empty reference line", "temperature 0",
-                                 "negative temperature", "single hypothesis"])
+@pytest.mark.parametrize("bad", ["empty hypothesis file", "blank hypotheses only", "empty reference line",
+                                 "temperature 0", "negative temperature", "single hypothesis", "unknown tokenizer"])
 def test_command_line_bad_input_is_one_line_and_status_2(bad, tmp_path, capsys):
     hyps = write(tmp_path / "hyps.txt", ["a b", "b c"])
     refs = write(tmp_path / "refs.txt", ["a b c", "b c d"])
     argv, named = {
         "empty hypothesis file": ([write(tmp_path / "empty.txt", []), refs], "empty.txt"),
+        "blank hypotheses only": ([write(tmp_path / "blank.txt", ["", " ", ""]), refs],
+                                  "blank.txt: only empty lines, no sentences"),
         "empty reference line": ([hyps, write(tmp_path / "holey.txt", ["a b", " ", "c"])], "holey.txt:2"),
         "temperature 0": ([hyps, refs, "--temperature", "0"], "--temperature"),
         "negative temperature": ([hyps, refs, "--temperature", "-1.5"], "--temperature"),
         "single hypothesis": ([write(tmp_path / "one.txt", ["a b"]), refs], "one.txt"),
+        "unknown tokenizer": ([hyps, refs, "--tokenizer", "moses"], "--tokenizer"),
     }[bad]
     with pytest.raises(SystemExit) as leaving:
         main(argv)
@@ -187,3 +197,80 @@ def test_command_line_bad_input_is_one_line_and_status_2(bad, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out == ""
     assert len(err.strip().splitlines()) == 1 and named in err
+
+
+# running text, and the same captions as the caption_lm recipe writes them:
+# tokenized, lower-cased, a word outside the vocabulary as fairseq's <unk>
+CAPTIONS = ["A dog runs on the grass.", "The brown dog is running, fast.", "Children swim in the sea!",
+            "Two kids are playing in a pool.", "A man rides a bike (a red one)."]
+RUNNING_TEXT = [line.replace("dog", "<unk>") for line in CAPTIONS]
+TOKENIZED = [" ".join("<unk>" if word == "dog" else word for word in tokenize_caption(line).split())
+             for line in CAPTIONS]
+
+
+def test_told_the_tokenizer_every_file_is_tokenized_alike(tmp_path, capsys):
+    hyps, refs = write(tmp_path / "hyps.txt", RUNNING_TEXT), write(tmp_path / "refs.txt", TOKENIZED)
+    main([hyps, refs, "--tokenizer", "moses-en-lowercase"])
+    out, err = capsys.readouterr()
+    record = json.loads(out)
+    tokens = [line.split() for line in TOKENIZED]
+    for order in BLEU_ORDERS:
+        assert abs(record[f"bleu{order}"] - nltk_mean_bleu(tokens, tokens, order)) <= TOLERANCE
+        assert abs(record[f"self_bleu{order}"] - nltk_mean_self_bleu(tokens, order)) <= TOLERANCE
+    assert record["bleu4"] == 1.0 and record["tokenizer"] == "moses-en-lowercase" and err == ""
+
+
+def test_differently_tokenized_files_split_on_whitespace_get_a_warning(tmp_path, capsys):
+    hyps, refs = write(tmp_path / "hyps.txt", RUNNING_TEXT), write(tmp_path / "refs.txt", TOKENIZED)
+    main([hyps, refs])
+    out, err = capsys.readouterr()
+    record = json.loads(out)
+    hypotheses, references = [line.split() for line in RUNNING_TEXT], [line.split() for line in TOKENIZED]
+    assert abs(record["bleu4"] - nltk_mean_bleu(hypotheses, references, 4)) <= TOLERANCE
+    assert record["bleu4"] < 0.5 and record["tokenizer"] == "whitespace"  # the tokenizer applied
+    assert len(err.splitlines()) == 1
+    assert f"warning: {hyps} and {refs} look differently tokenized (0% and 100% " in err
+    # files tokenized alike, and files with too few marks to tell, pass in silence
+    main([write(tmp_path / "tokenized.txt", TOKENIZED[::-1]), refs])
+    main([write(tmp_path / "few.txt", ["a dog runs.", "a cat runs."]), refs])
+    assert capsys.readouterr().err == ""
+
+
+def test_empty_generations_are_counted_and_said(tmp_path, capsys):
+    hypothesis_lines = ["a b c", "", "b c d", "  "]
+    reference_lines = ["a b c d", "b c d e"]
+    hyps = write(tmp_path / "hyps.txt", hypothesis_lines)
+    main([hyps, write(tmp_path / "refs.txt", reference_lines)])
+    out, err = capsys.readouterr()
+    record = json.loads(out)
+    hypotheses, references = [line.split() for line in hypothesis_lines], [line.split() for line in reference_lines]
+    assert record["n_hyp"] == 4 and record["n_empty_hyp"] == 2
+    for order in BLEU_ORDERS:  # an empty generation scores 0 and counts in the mean
+        assert abs(record[f"bleu{order}"] - nltk_mean_bleu(hypotheses, references, order)) <= TOLERANCE
+        assert abs(record[f"self_bleu{order}"] - nltk_mean_self_bleu(hypotheses, order)) <= TOLERANCE
+    assert err.splitlines() == [f"{os.path.basename(sys.argv[0])}: warning: {hyps}: 2 of 4 lines are empty, "
+                                "scored as empty generations (0)"]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_token(tmp_path, capsys):
+    lines = ["a b c d", "b c d e"]
+    refs = write(tmp_path / "refs.txt", lines)
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes("".join(line + "\n" for line in lines).encode("utf-8"))
+    marked = tmp_path / "marked.txt"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    main([str(plain), refs])
+    without = json.loads(capsys.readouterr().out)
+    main([str(marked), refs])
+    assert json.loads(capsys.readouterr().out) == without and without["bleu4"] == 1.0
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
+    hyps = write(tmp_path / "hyps.txt", ["a b c", "b c d"])
+    process = subprocess.Popen([sys.executable, "-m", "fairseq_ot.cli.score_generations", hyps, hyps],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=dict(os.environ, OMP_NUM_THREADS="1"))
+    process.stdout.close()  # the reader gone before the record is written, as `| head -0` leaves it
+    err = process.stderr.read().decode()
+    assert process.wait() == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err

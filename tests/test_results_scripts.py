@@ -23,7 +23,7 @@ from fairseq_ot.evaluation.scores import read_scores, write_scores
 from fairseq_ot.evaluation.train_log import curve, parse_train_log, read_train_log
 
 from captioning_data import KINDS
-from conftest import TINY_TRANSFORMER, USER_DIR, load_script, run_cli
+from conftest import TINY_TRANSFORMER, USER_DIR, load_script, one_line_error, run_cli
 from text_corpora import EN_DE, prepare_generated_multi30k, script_main, write_lines
 
 MLE = "label_smoothed_cross_entropy"
@@ -189,10 +189,30 @@ def test_configurations_run_several_times_get_mean_deviation_and_range(tmp_path)
     ]
 
 
-def test_no_run_folder_is_an_error(tmp_path):
+def test_no_run_folder_is_an_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="no run folder"):
-        collect_results.main([str(tmp_path / "empty")])
+    assert one_line_error(capsys, collect_results.main, [str(tmp_path / "empty")]).endswith(
+        f"error: no run folder (train.log or scores_*.json) in {tmp_path / 'empty'}")
+
+
+def test_an_unreadable_scores_file_is_named_in_one_line_and_nothing_is_written(runs, tmp_path, capsys):
+    scores = runs / "multi30k" / "ot" / "scores_test.json"
+    text = scores.read_text()
+    out = tmp_path / "results.md"
+    scores.write_text(text[:len(text) // 2])  # a copy cut short
+    assert f"error: {scores}: not a readable scores file: " in one_line_error(
+        capsys, collect_results.main, [str(runs), "--out", str(out)])
+    scores.write_text(json.dumps({key: value for key, value in json.loads(text).items() if key != "hypotheses"}))
+    assert one_line_error(capsys, collect_results.main, [str(runs), "--out", str(out)]).endswith(
+        f"error: {scores}: not a scores file: no hypotheses")
+    assert not out.exists()
+    # a byte that is not UTF-8 in a training log's plain text is no reason to stop
+    scores.write_text(text)
+    with open(runs / "multi30k" / "mle" / "train.log", "ab") as log:
+        log.write(b"killed while writing \xe2\x82\n")
+    collect_results.main([str(runs), "--out", str(out)])
+    assert out.read_text() == EXPECTED_TABLES.format(legend=collect_results.LEGEND, runs=runs,
+                                                     interval_note=collect_results.interval_note(BootstrapSettings()))
 
 
 def test_repeated_lines_and_plain_text_are_read_once():
@@ -453,6 +473,31 @@ def test_missing_or_changed_files_give_the_difference_without_interval_and_why(s
     assert (f"1. no interval for sacrebleu against mle: {runs}/ot_seq/generate-test.txt scores sacrebleu "
             f"{actual:.4f}, its scores_test.json records 99.0000.\n"
             f"2. no interval against mle_2: {runs}/mle_2/generate-test.txt is missing.") in markdown
+
+
+def test_runs_scored_on_different_test_sets_get_no_difference_at_all(seeded_runs, prepared_multi30k, tmp_path,
+                                                                     capsys):
+    runs = tmp_path / "runs"
+    shutil.copytree(seeded_runs / "mle", runs / "mle")
+    # as many test items, but other references: the same corpus with its test targets changed
+    other = tmp_path / "other"
+    shutil.copytree(prepared_multi30k, other)
+    references = other / "references" / "test.de"
+    references.write_text("".join(f"{line} nein\n" for line in references.read_text().splitlines()))
+    scored_run(runs / "ot_seq", other, "ot_seq", (other / "tok" / "test.de").read_text().splitlines(),
+               logged_seed=1)
+    # 36 of the 37 items: no generate output, no command naming references, only the count tells
+    (runs / "gjs").mkdir()
+    (runs / "gjs" / "train.log").write_text(configuration_line(1) + "\n" + crafted_log([((5.0, 4.0), 3)]))
+    write_scores(runs / "gjs", "test", task="translation", recipe="translation", criterion="gjs",
+                 metrics={"sacrebleu": 12.5}, hypotheses=36, command="generate and score")
+    collect_results.main([str(runs)])
+    markdown = capsys.readouterr().out
+    rows = table_rows(markdown)
+    assert rows["gjs"][3] == "— (note 1)" and rows["ot_seq"][3] == "— (note 2)"
+    assert (f"1. no difference to mle: the runs were scored on different test sets, of 36 and 37 items.\n"
+            f"2. no difference to mle: the runs were scored on different test sets, the references of "
+            f"{other} and {prepared_multi30k}.") in markdown
 
 
 def test_the_seed_comes_from_train_log_then_the_scores_command_then_the_name():

@@ -15,7 +15,11 @@ A run folder is one holding train.log (fairseq-train --log-format json
 searched for run folders at any depth. The intervals
 (fairseq_ot/evaluation/paired_runs.py) read both runs' generate-SPLIT.txt and
 the references their scores' commands name; a difference they cannot be
-computed for is given without one, the reason in a note under its table.
+computed for is given without one, the reason in a note under its table. Runs
+scored on different test sets (other numbers of hypotheses, or other folders
+of references) get no difference at all, only the note. A file of a run
+folder that cannot be read (a scores_SPLIT.json cut short) is named in one
+line, status 2, and nothing is written.
 """
 
 import argparse
@@ -30,11 +34,13 @@ from fairseq_ot.evaluation.bootstrap import (
     TAIL_FRACTION_DENOMINATOR,
     format_interval,
 )
-from fairseq_ot.evaluation.files import write_atomically
+from fairseq_ot.errors import FlagError, print_one_line
+from fairseq_ot.evaluation.files import UnreadableFileError, write_atomically
 from fairseq_ot.evaluation.paired_runs import (
     BootstrapSettings,
     NoIntervalError,
     configuration_name,
+    different_test_sets,
     paired_comparison,
     run_seed,
 )
@@ -92,7 +98,7 @@ def is_run_dir(path):
 def run_dirs(root):
     """(name, folder) of the run folders given by one command-line argument."""
     if not root.is_dir():
-        raise SystemExit(f"error: {root} is not a folder")
+        raise FlagError(f"{root} is not a folder")
     if is_run_dir(root):
         return [(root.name, root)]
     found = sorted(path for path in root.rglob("*") if path.is_dir() and is_run_dir(path))
@@ -120,7 +126,7 @@ def find_runs(roots):
                 seen.add(path.resolve())
                 runs.append(read_run(name, path))
     if not runs:
-        raise SystemExit(f"error: no run folder ({TRAIN_LOG} or {SCORES}) in {' '.join(map(str, roots))}")
+        raise FlagError(f"no run folder ({TRAIN_LOG} or {SCORES}) in {' '.join(map(str, roots))}")
     return runs
 
 
@@ -202,11 +208,25 @@ def paired_intervals(run, record, control, control_record, settings):
     return comparison.intervals, reasons
 
 
+def other_test_set(record, compared_with):
+    """Why ``record`` is not comparable with the (run, record) pairs
+    ``compared_with``, or None when all were scored on its test set."""
+    for control, control_record in compared_with:
+        difference = different_test_sets(record, control_record)
+        if difference:
+            return f"no difference to {control.name}: {difference}."
+    return None
+
+
 def delta_cells(run, record, controls, places, settings, notes):
     """The "Δ vs MLE [95% CI]" cell of each metric of one row."""
     if record["criterion"] == MLE or not controls:
         return [MISSING] * len(places)
     compared_with, reason = baseline(run, record, controls)
+    incomparable = other_test_set(record, compared_with)
+    if incomparable:
+        note = f"{MISSING} (note {notes.number(incomparable)})"
+        return [note if name in record["metrics"] else MISSING for name in places]
     if reason is None:
         intervals, reasons = paired_intervals(run, record, *compared_with[0], settings)
     else:
@@ -322,7 +342,12 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     settings = BootstrapSettings(n_resamples=args.resamples, seed=args.bootstrap_seed, meteor=not args.no_meteor)
-    markdown = results_markdown(find_runs(args.roots), settings)
+    try:
+        runs = find_runs(args.roots)
+    except (FlagError, UnreadableFileError) as error:
+        print_one_line(error)
+        raise SystemExit(2) from None
+    markdown = results_markdown(runs, settings)
     print(markdown, end="")
     if args.out:
         write_atomically(args.out, markdown)

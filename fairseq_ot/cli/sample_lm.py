@@ -7,7 +7,8 @@ undone; the caption_lm recipe has none).
 Ancestral sampling at temperature T (each token from softmax(z / T)), from
 a generator seeded by --seed: the same seed and --batch-size give the same
 file. Padding and BOS are never drawn (--ban-unk: nor <unk>); a sentence
-that reaches --max-tokens ends there.
+that reaches --max-tokens ends there. A checkpoint of another task, or a
+DATA_BIN without dict.txt, is refused in one line.
 
     python scripts/sample_lm.py CHECKPOINT DATA_BIN --num 1000 --temperature 1.0 \\
         --seed 1 --out samples.txt
@@ -20,7 +21,7 @@ from fairseq_ot.data_prep.text_files import write_lines
 from fairseq_ot.errors import FlagError, print_one_line
 from fairseq_ot.evaluation.lm_sampling import (
     BATCH_SIZE,
-    CheckpointFileError,
+    LMInputError,
     load_generator,
     require_temperature,
     sample_sentences,
@@ -59,7 +60,7 @@ def main(argv=None):
     try:
         check_args(args)
         lm = load_generator(args.checkpoint, args.data_bin)
-    except (FlagError, CheckpointFileError) as error:
+    except (FlagError, LMInputError) as error:
         print_one_line(error)
         raise SystemExit(2) from None
     sentences, truncated = sample_sentences(lm, args.num, args.temperature, args.seed, args.max_tokens,

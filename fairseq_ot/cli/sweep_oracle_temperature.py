@@ -35,7 +35,7 @@ from fairseq.data import Dictionary
 
 from fairseq_ot.errors import FlagError, print_one_line, require
 from fairseq_ot.evaluation.files import write_atomically
-from fairseq_ot.evaluation.lm_sampling import load_generator, require_sweep
+from fairseq_ot.evaluation.lm_sampling import LMInputError, load_generator, require_sweep
 from fairseq_ot.synthetic.evaluation import load_split_words, nll_oracle, nll_test, oracle_reference
 from fairseq_ot.synthetic.lm_data import fairseq_to_oracle_ids, oracle_id_table
 from fairseq_ot.synthetic.oracle import OracleLSTM
@@ -66,9 +66,14 @@ def check_args(args):
     require_sweep(args.runs, args.temperatures, args.checkpoint)
 
 
-def sweep_run(run, args, oracle, test_words):
+def load_runs(args):
+    """[(run, its LoadedLM)]: every model loaded first, so that a bad
+    checkpoint is refused before the oracle's reference point is sampled."""
+    return [(run, load_generator(run / "checkpoints" / args.checkpoint, args.data)) for run in args.runs]
+
+
+def sweep_run(run, lm, args, oracle, test_words):
     """One point per temperature of one run."""
-    lm = load_generator(run / "checkpoints" / args.checkpoint, args.data)
     points = []
     for temperature in args.temperatures:
         torch.manual_seed(args.seed)  # every point drawn from the same stream
@@ -128,13 +133,14 @@ def main(argv=None):
     try:
         check_args(args)
         torch.set_num_threads(1)
+        models = load_runs(args)
         oracle = OracleLSTM.load_default()
         dictionary = Dictionary.load(str(args.data / "dict.txt"))
         test_words = load_split_words(args.data, "test", dictionary)
         reference = oracle_reference(oracle, fairseq_to_oracle_ids(test_words, oracle_id_table(dictionary)),
                                      args.samples)
-        points = [point for run in args.runs for point in sweep_run(run, args, oracle, test_words)]
-    except (FlagError, FileNotFoundError, ValueError) as error:
+        points = [point for run, lm in models for point in sweep_run(run, lm, args, oracle, test_words)]
+    except (FlagError, LMInputError, FileNotFoundError, ValueError) as error:
         print_one_line(error)
         raise SystemExit(2) from None
     json_path = args.json or args.out.with_suffix(".json")

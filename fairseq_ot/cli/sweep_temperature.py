@@ -42,10 +42,11 @@ import matplotlib.pyplot as plt
 from fairseq_ot.data_prep.caption_lm import TOKENIZER, text_file
 from fairseq_ot.data_prep.text_files import TextFileError, read_lines, write_lines
 from fairseq_ot.errors import FlagError, print_one_line
-from fairseq_ot.evaluation.files import write_atomically
+from fairseq_ot.evaluation.files import UnreadableFileError, write_atomically
 from fairseq_ot.evaluation.generation_metrics import SMOOTHING, UndefinedScoreError, generation_scores
 from fairseq_ot.evaluation.train_log import read_train_log
 from fairseq_ot.evaluation.lm_sampling import (
+    LMInputError,
     load_generator,
     require_sweep,
     sample_sentences,
@@ -101,9 +102,14 @@ def real_data_point(args, references):
             **generation_scores(chosen, references)}
 
 
-def sweep_run(run, args, references, samples_dir):
+def load_runs(args):
+    """[(run, its LoadedLM)]: every model loaded before anything is sampled,
+    so that a bad checkpoint stops the sweep before any samples are written."""
+    return [(run, load_generator(run / "checkpoints" / args.checkpoint, args.data)) for run in args.runs]
+
+
+def sweep_run(run, lm, args, references, samples_dir):
     """The points of one run: one per temperature."""
-    lm = load_generator(run / "checkpoints" / args.checkpoint, args.data)
     nll, tokens = split_nll(lm, args.data, "test")
     print(f"{run.name}: {lm.num_updates} updates, NLL_test {nll:.4f} nats/token over {tokens} tokens", flush=True)
     points = []
@@ -179,11 +185,12 @@ def plot_sweep(points, path):
 
 def sweep(args):
     """Every point of the sweep, the samples written on the way."""
+    models = load_runs(args)
     references = read_sentences(text_file(args.data, "test"))
     samples_dir = args.out.parent / f"{args.out.stem}_samples"
     points = [real_data_point(args, references)]
-    for run in args.runs:
-        points += sweep_run(run, args, references, samples_dir)
+    for run, lm in models:
+        points += sweep_run(run, lm, args, references, samples_dir)
     return points
 
 
@@ -192,7 +199,8 @@ def main(argv=None):
     try:
         check_args(args)
         points = sweep(args)
-    except (FlagError, FileNotFoundError, TextFileError, UndefinedScoreError) as error:
+    except (FlagError, LMInputError, FileNotFoundError, TextFileError, UnreadableFileError,
+            UndefinedScoreError) as error:
         print_one_line(error)
         raise SystemExit(2) from None
     json_path = args.json or args.out.with_suffix(".json")

@@ -3,6 +3,7 @@ the line (bad bytes, blank lines, lines with no token once tokenized), and
 parallel files checked to have one line per line; building a folder of them
 under a temporary name, renamed when complete."""
 
+import codecs
 import contextlib
 import glob
 import gzip
@@ -18,6 +19,8 @@ class TextFileError(ValueError):
 def read_lines(path, allow_empty=False):
     """The lines of ``path`` (``.gz`` or plain) without their line ends.
 
+    A UTF-8 byte-order mark at the start of the file (some Windows editors
+    write one) is dropped: it would become part of the first token.
     Raises TextFileError naming the file and 1-based line number on bytes
     that are not UTF-8 and, unless ``allow_empty``, on a blank line (a blank
     source or target cannot be learned from and shifts nothing visibly)."""
@@ -28,7 +31,7 @@ def read_lines(path, allow_empty=False):
             data = handle.read()
     except (OSError, EOFError) as error:
         raise TextFileError(f"{path}: cannot read: {error}") from error
-    raw_lines = data.split(b"\n")
+    raw_lines = data.removeprefix(codecs.BOM_UTF8).split(b"\n")
     if raw_lines and raw_lines[-1] == b"":
         raw_lines.pop()  # the final line end
     lines = []

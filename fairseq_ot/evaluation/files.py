@@ -1,9 +1,15 @@
-"""Files written so that a crash never leaves half of one behind."""
+"""Files written so that a crash never leaves half of one behind, and the
+error for a file of a run folder that cannot be read back."""
 
 import contextlib
 import os
 import tempfile
 from pathlib import Path
+
+
+class UnreadableFileError(ValueError):
+    """A file of a run folder (scores, training log) that cannot be read or
+    is not what its name says; the message names it and fits on one line."""
 
 
 @contextlib.contextmanager

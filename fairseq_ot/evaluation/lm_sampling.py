@@ -1,6 +1,9 @@
 """Sentences sampled from, and held-out data scored by, a fairseq language
 model checkpoint: a `language_modeling` model, or the generator of a
-`mediator_language_modeling` model.
+`mediator_language_modeling` model. A checkpoint of another task, or a data
+folder without a language model's dictionary, is refused (`LMInputError`,
+one line naming the file) before fairseq sets up the task, which would fail
+with a traceback from deep inside it.
 
 Sampling is ancestral (`fairseq_ot.modules.sampling.ancestral_sample`):
 each token is drawn from softmax(z / T) over the symbols that are not
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from fairseq import checkpoint_utils
+from fairseq import checkpoint_utils, utils
 from fairseq.data import Dictionary, data_utils
 from tqdm import tqdm
 
@@ -27,8 +30,29 @@ from fairseq_ot.modules.token_prediction import banned_symbols
 BATCH_SIZE = 500
 
 
-class CheckpointFileError(FileNotFoundError):
+# the tasks whose model (or, for the mediator task, its generator) is an
+# unconditional language model
+LM_TASKS = ("language_modeling", "mediator_language_modeling")
+
+
+class LMInputError(Exception):
+    """A checkpoint or data folder no language model can be loaded from; the
+    message names it and fits on one line."""
+
+
+class CheckpointFileError(LMInputError, FileNotFoundError):
     """A checkpoint path that names no file."""
+
+
+class NotALanguageModelError(LMInputError, ValueError):
+    """A checkpoint of another task (translation, captioning): it has no
+    unconditional model to sample from, and its task cannot be set up on a
+    language model's data."""
+
+
+class DataFolderError(LMInputError, FileNotFoundError):
+    """A data folder without dict.txt, the dictionary a language-modeling
+    task loads first."""
 
 
 @dataclass
@@ -48,13 +72,39 @@ def require_checkpoint(path):
         raise CheckpointFileError(f"{path}: no such checkpoint file")
 
 
+def require_language_model(path, state):
+    """NotALanguageModelError unless the loaded checkpoint `state` (of file
+    `path`) was trained on one of LM_TASKS."""
+    task = (state.get("cfg") or {}).get("task") or {}
+    name = task.get("_name")
+    if name not in LM_TASKS:
+        raise NotALanguageModelError(
+            f"{path}: a checkpoint of task {name}, not of a language model ({' or '.join(LM_TASKS)})")
+
+
+def require_data_folder(data):
+    """DataFolderError unless the first folder of `data` (fairseq's
+    colon-separated shards) holds dict.txt: fairseq would fail on a missing
+    folder, or on a translation data-bin (dict.SRC.txt, dict.TGT.txt), with
+    a traceback."""
+    folder = Path(utils.split_paths(str(data))[0])
+    if not folder.is_dir():
+        raise DataFolderError(f"{folder}: no such data folder")
+    if not (folder / "dict.txt").is_file():
+        raise DataFolderError(f"{folder}: no dict.txt, not the binarized data of a language model")
+
+
 def load_generator(checkpoint_path, data_bin=None):
     """The LoadedLM of a checkpoint of a language-modeling or mediator task:
     the generator of a mediator task's model, the model itself otherwise.
-    `data_bin` overrides the data folder recorded in the checkpoint."""
+    `data_bin` overrides the data folder recorded in the checkpoint.
+    LMInputError for a missing file, a checkpoint of another task or a data
+    folder without dict.txt."""
     require_checkpoint(checkpoint_path)
     overrides = {"data": str(data_bin)} if data_bin is not None else None
     state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint_path), overrides)
+    require_language_model(checkpoint_path, state)
+    require_data_folder(state["cfg"]["task"]["data"])
     models, _, task = checkpoint_utils.load_model_ensemble_and_task(
         [str(checkpoint_path)], arg_overrides=overrides, state=state
     )

@@ -102,17 +102,39 @@ def holds_references(folder, task, split):
     return (folder / STAMP).is_file()
 
 
-def reference_folder(record):
+def found_reference_folder(record):
     """The folder of references that an argument (or ``--flag=value``) of
-    the scores record's command names."""
+    the scores record's command names, or None where none is found here."""
     for token in arguments(record["command"]):
         value = token.partition("=")[2] if token.startswith("-") else token
         if value and holds_references(Path(value), record["task"], record["split"]):
             return Path(value)
+    return None
+
+
+def reference_folder(record):
+    """found_reference_folder, NoIntervalError where there is none."""
+    folder = found_reference_folder(record)
+    if folder is not None:
+        return folder
     raise NoIntervalError(
         f"no argument of the recorded command `{record['command']}` is a folder with the "
         f"{record['task']} references of {record['split']} here (relative paths are read "
         f"from the current folder)")
+
+
+def different_test_sets(system_record, control_record):
+    """Why two scores records were computed on different test sets, or None
+    where nothing says so: other numbers of hypotheses (one per test item),
+    or other folders of references named by their commands (both found
+    here). A difference of such scores compares nothing."""
+    counts = system_record["hypotheses"], control_record["hypotheses"]
+    if counts[0] != counts[1]:
+        return f"the runs were scored on different test sets, of {counts[0]} and {counts[1]} items"
+    folders = found_reference_folder(system_record), found_reference_folder(control_record)
+    if None not in folders and folders[0].resolve() != folders[1].resolve():
+        return f"the runs were scored on different test sets, the references of {folders[0]} and {folders[1]}"
+    return None
 
 
 def task_bootstraps(task, outputs, folder, split, settings):
@@ -165,20 +187,22 @@ def compared(intervals, system, control, settings):
 def paired_comparison(system, control, settings=BootstrapSettings()):
     """The Comparison of ``system`` against ``control``, each a (run folder,
     scores record) pair of the same task and split; NoIntervalError when
-    their files are missing, unreadable or scored against other references."""
+    their files are missing, unreadable or scored on other test sets."""
     (system_dir, system_record), (control_dir, control_record) = system, control
     task, split = system_record["task"], system_record["split"]
     if task not in TEXT_METRIC and task != CAPTIONING:
         raise NoIntervalError(f"no paired bootstrap for task {task}")
+    difference = different_test_sets(system_record, control_record)
+    if difference:
+        raise NoIntervalError(difference)
     outputs = [generate_output(system_dir, split), generate_output(control_dir, split)]
     for output in outputs:
         if not output.is_file():
             raise NoIntervalError(f"{output} is missing")
-    folder, control_folder = reference_folder(system_record), reference_folder(control_record)
-    if folder.resolve() != control_folder.resolve():
-        raise NoIntervalError(f"the runs were scored against different references, {folder} and {control_folder}")
+    # both found, so different_test_sets has compared them: the same test set
+    folders = [reference_folder(record) for record in (system_record, control_record)]
     try:
-        intervals = task_bootstraps(task, outputs, folder, split, settings)
+        intervals = task_bootstraps(task, outputs, folders[0], split, settings)
     except (OSError, ValueError) as error:  # includes HypothesisCountError and TextFileError
         raise NoIntervalError(str(error)) from error
     return compared(intervals, system, control, settings)

@@ -5,9 +5,13 @@ A run folder holds the fairseq-train JSON log ``train.log``, ``checkpoints/``
 and one ``scores_SPLIT.json`` per scored split with the fields written here."""
 
 import json
+from numbers import Real
 from pathlib import Path
 
-from fairseq_ot.evaluation.files import write_atomically
+from fairseq_ot.evaluation.files import UnreadableFileError, write_atomically
+
+# what write_scores records, and collect_results reads
+FIELDS = ("task", "recipe", "criterion", "split", "metrics", "hypotheses", "command")
 
 
 def write_scores(run_dir, split, *, task, recipe, criterion, metrics, hypotheses, command):
@@ -34,4 +38,19 @@ def add_record_arguments(parser, recipe=""):
 
 
 def read_scores(path):
-    return json.loads(Path(path).read_text())
+    """The record of a scores_SPLIT.json; UnreadableFileError naming the
+    file when it cannot be read, is not JSON (a copy cut short) or lacks a
+    field of FIELDS."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UnreadableFileError(f"{path}: not a readable scores file: {error}") from None
+    if not isinstance(record, dict):
+        raise UnreadableFileError(f"{path}: not a scores file: a JSON {type(record).__name__}, not an object")
+    missing = [name for name in FIELDS if name not in record]
+    if missing:
+        raise UnreadableFileError(f"{path}: not a scores file: no {', '.join(missing)}")
+    metrics = record["metrics"]
+    if not isinstance(metrics, dict) or not all(isinstance(value, Real) for value in metrics.values()):
+        raise UnreadableFileError(f"{path}: not a scores file: its metrics are not names with numbers")
+    return record

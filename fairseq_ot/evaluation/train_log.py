@@ -24,6 +24,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from fairseq_ot.evaluation.files import UnreadableFileError
+
 NUM_UPDATES = "num_updates"
 EPOCH_PREFIX = "train"
 # the order in which fairseq logs the kinds of line at one update
@@ -150,8 +152,14 @@ def parse_train_log(lines):
 
 
 def read_train_log(path):
-    with open(path, encoding="utf-8") as lines:
-        return parse_train_log(lines)
+    """The TrainLog of the file ``path``; UnreadableFileError naming it when
+    it cannot be opened. Bytes that are not UTF-8 (a line cut by a killed
+    job) are replaced: the statistics lines are ASCII."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as lines:
+            return parse_train_log(lines)
+    except OSError as error:
+        raise UnreadableFileError(f"{path}: cannot read the training log: {error}") from None
 
 
 def curve(series, name):
