@@ -1,4 +1,5 @@
 import importlib
+import math
 import os
 import socket
 import subprocess
@@ -112,3 +113,28 @@ def tiny_lm_data_bin(tmp_path_factory):
         "--validpref", root / "valid.txt", "--destdir", data_bin, "--workers", "1",
     )
     return data_bin
+
+
+def sentences(task, ids, split="valid"):
+    """A collated batch of the sentences `ids` of a split (the collater
+    orders them by source length)."""
+    if split not in task.datasets:
+        task.load_dataset(split)
+    dataset = task.dataset(split)
+    return dataset.collater([dataset[i] for i in ids])
+
+
+def assert_batch_sums_its_sentences(criterion, model, task, batch, keys, rel_tol):
+    """fairseq's test_label_smoothing.py form: the loss, sample size and the
+    logging output's `keys` of a padded batch equal the sums over its
+    sentences, each alone in a batch (model in eval mode, no grad)."""
+    model.eval()
+    with torch.no_grad():
+        loss, sample_size, log = criterion(model, batch)
+        alone = [criterion(model, sentences(task, [i])) for i in batch["id"].tolist()]
+    assert batch["target"].eq(task.target_dictionary.pad()).any()  # padded
+    assert math.isclose(float(loss), sum(float(one[0]) for one in alone), rel_tol=rel_tol)
+    assert sample_size == sum(one[1] for one in alone)
+    for key in keys:
+        assert math.isclose(float(log[key]), sum(float(one[2][key]) for one in alone),
+                            rel_tol=rel_tol, abs_tol=1e-6), key

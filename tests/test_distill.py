@@ -32,7 +32,9 @@ from fairseq.data import Dictionary, data_utils
 from mpmath import mp, mpf
 from scipy import stats
 
-from conftest import REPO, TINY_TRANSFORMER, USER_DIR, build, one_line_error, run_cli
+from conftest import (
+    REPO, TINY_TRANSFORMER, USER_DIR, assert_batch_sums_its_sentences, build, one_line_error, run_cli, sentences,
+)
 from criterion_flags import MEDIATOR, teacher_args
 import fairseq_ot.criterions.distill as distill_module
 from fairseq_ot.checkpoints.surgery import extract_generator
@@ -132,15 +134,6 @@ def float64(model):
 def parameter_grads(model):
     return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).double().flatten()
                       for p in model.parameters()])
-
-
-def sentences(task, ids, split="valid"):
-    """A collated batch of the sentences `ids` of a split (the collater
-    orders them by source length)."""
-    if split not in task.datasets:
-        task.load_dataset(split)
-    dataset = task.dataset(split)
-    return dataset.collater([dataset[i] for i in ids])
 
 
 # ---------------------------------------------------------------- references
@@ -402,17 +395,9 @@ def test_padded_batch_is_the_sum_of_its_sentences(toy_data_bin, teachers, batch,
     summed logging output of a padded batch equal the sums over its
     sentences, each alone in a batch."""
     task, model, criterion = distill(toy_data_bin, teachers["toy"], *flags)
-    model.eval()
-    with torch.no_grad():
-        loss, sample_size, log = criterion(model, batch)
-        alone = [criterion(model, sentences(task, [i])) for i in batch["id"].tolist()]
-    assert batch["target"].eq(task.target_dictionary.pad()).any()  # padded
-    assert math.isclose(float(loss), sum(float(one[0]) for one in alone), rel_tol=LOSS_RTOL)
-    assert sample_size == sum(one[1] for one in alone)
-    for key in ("loss", "nll_loss", "ntokens", "nsentences", "sample_size", "distill_divergence_sum",
-                "distill_positions", "distill_teacher_nll_sum", "distill_on_policy_sentences"):
-        assert math.isclose(float(log[key]), sum(float(one[2][key]) for one in alone),
-                            rel_tol=LOSS_RTOL, abs_tol=1e-6), key
+    assert_batch_sums_its_sentences(criterion, model, task, batch, (
+        "loss", "nll_loss", "ntokens", "nsentences", "sample_size", "distill_divergence_sum",
+        "distill_positions", "distill_teacher_nll_sum", "distill_on_policy_sentences"), LOSS_RTOL)
 
 
 @pytest.mark.parametrize("alpha,smoothing", [(0.5, 0.1), (2.0, 0.0)])

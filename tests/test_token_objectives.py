@@ -15,7 +15,7 @@ from fairseq import metrics, options, tasks
 from fairseq.criterions.cross_entropy import CrossEntropyCriterion
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
 
-from conftest import TINY_TRANSFORMER, USER_DIR
+from conftest import TINY_TRANSFORMER, USER_DIR, assert_batch_sums_its_sentences
 from fairseq_ot.errors import FlagError
 from fairseq_ot.modules.token_objectives import (
     emo_token_loss, mixce_token_loss, output_embedding, tailr_token_loss,
@@ -192,13 +192,6 @@ def parameter_grads(model):
                       for p in model.parameters()])
 
 
-def sentences(task, ids, split="valid"):
-    if split not in task.datasets:
-        task.load_dataset(split)
-    dataset = task.dataset(split)
-    return dataset.collater([dataset[i] for i in ids])
-
-
 CRITERIA = {
     "tailr": (["--criterion", "tailr"], "tailr_weight_sum",
               lambda z, y, model: tailr_reference(z, y, 0.1, 0.3, 0.1)),
@@ -240,16 +233,8 @@ def test_padded_batch_is_the_sum_of_its_sentences(toy_data_bin, batch, name):
     sentences, each alone in a batch."""
     flags, key, _ = CRITERIA[name]
     task, model, criterion = build(toy_data_bin, *flags, "--report-accuracy")
-    model.eval()
-    with torch.no_grad():
-        loss, sample_size, log = criterion(model, batch)
-        alone = [criterion(model, sentences(task, [i])) for i in batch["id"].tolist()]
-    assert batch["target"].eq(task.target_dictionary.pad()).any()  # padded
-    assert math.isclose(float(loss), sum(float(one[0]) for one in alone), rel_tol=LOSS_RTOL)
-    assert sample_size == sum(one[1] for one in alone)
-    for field in ("loss", "nll_loss", "ntokens", "nsentences", "sample_size", "n_correct", "total", key):
-        assert math.isclose(float(log[field]), sum(float(one[2][field]) for one in alone),
-                            rel_tol=LOSS_RTOL, abs_tol=1e-6), field
+    assert_batch_sums_its_sentences(criterion, model, task, batch, (
+        "loss", "nll_loss", "ntokens", "nsentences", "sample_size", "n_correct", "total", key), LOSS_RTOL)
 
 
 def loss_log_and_grads(criterion, model, batch):
