@@ -17,7 +17,6 @@ teacher or beam are never mixed in."""
 import fcntl
 import json
 import math
-import os
 from argparse import Namespace
 import shutil
 import subprocess
@@ -31,6 +30,7 @@ from fairseq import checkpoint_utils, utils
 from fairseq_ot.data_prep.pipeline import STAMP, read_prepared
 from fairseq_ot.data_prep.text_files import folder_built_in_place_of, read_lines, write_lines
 from fairseq_ot.errors import FlagError
+from fairseq_ot.evaluation.files import write_atomically
 from fairseq_ot.models.teacher import file_sha256
 
 # what is copied from the original prepared folder (train targets replaced)
@@ -100,10 +100,7 @@ def build_sequence_kd(prepared, teacher, out_dir, beam=5, lenpen=1.0, max_len_a=
     for position, index in enumerate(mine):
         ids = chunk_ids(index)
         lines = _translate(task, model, generator, dataset, ids, batch_size, cuda)
-        path = chunks / f"{index:05d}.txt"
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        write_lines(temporary, lines)
-        temporary.replace(path)
+        write_atomically(chunks / f"{index:05d}.txt", "".join(line + "\n" for line in lines))
         translated += len(ids)
         rate = translated / (time.monotonic() - started)
         left = sum(len(chunk_ids(later)) for later in mine[position + 1:])
@@ -172,10 +169,7 @@ def _claim_chunk_folder(chunks, settings):
             raise FlagError(f"{chunks} holds chunks made with other settings ({changed}): "
                             f"remove it or choose another chunk folder")
         return
-    chunks.mkdir(parents=True, exist_ok=True)
-    temporary = record.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(settings, indent=2) + "\n")
-    temporary.replace(record)
+    write_atomically(record, json.dumps(settings, indent=2) + "\n")
 
 
 def _generation_args(beam, lenpen, max_len_a, max_len_b):
