@@ -290,6 +290,27 @@ def test_logged_sample_length_pools_the_workers_samples():
     assert logged.get_smoothed_values()["sample_len"] == 3.0
 
 
+
+def test_logged_values_are_bits_per_token():
+    """Two workers, 4 data tokens each and 7 + 5 sampled tokens: the KL and
+    the samples' NLL per sampled token, the data's per data token, the
+    validation JSD estimate as the sum of its halves each per token of its own
+    sequences, all in bits."""
+    def worker_log(sample_tokens, kl, js_data, js_samples):
+        return {"loss": 1.0, "nll_loss": 2.0, "ntokens": 4, "nsentences": 2, "sample_size": 4, "cot_samples": 2,
+                "cot_sample_tokens": sample_tokens, "cot_generator_kl_sum": kl, "cot_mediator_nll_data_sum": 1.0,
+                "cot_mediator_nll_samples_sum": 3.0, "cot_js_data_sum": js_data, "cot_js_samples_sum": js_samples}
+
+    with metrics.aggregate(new_root=True) as logged:
+        CotCriterion.reduce_metrics([worker_log(7, 0.5, 0.25, 1.0), worker_log(5, 1.5, 0.75, 2.0)])
+    values = logged.get_smoothed_values()
+    ln2 = math.log(2)
+    assert values["generator_kl"] == pytest.approx(2.0 / 12 / ln2, abs=1e-4)
+    assert values["mediator_nll_samples"] == pytest.approx(6.0 / 12 / ln2, abs=1e-4)
+    assert values["mediator_nll_data"] == pytest.approx(2.0 / 8 / ln2, abs=1e-4)
+    assert values["jsd"] == pytest.approx((1.0 / 8 + 3.0 / 12) / ln2, abs=1e-4)
+    assert values["nll_loss"] == pytest.approx(4.0 / 8 / ln2, abs=1e-3)
+
 def enumerated_gradients(model, tokens, forced, allowed, eos):
     """G(s) of every outcome (detached), and the gradients over the
     generator's parameters of CoT's pathwise objective E_G[sum_t KL_t] with G's

@@ -266,28 +266,28 @@ class MediatorObjective(FollowsUpdateCount, FairseqCriterion):
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
+        """Every value of the line in bits per token (`loss` per `sample_size`),
+        `sample_len` in tokens."""
         total = lambda key: sum(float(log.get(key, 0)) for log in logging_outputs)  # noqa: E731
         ntokens, nsentences = total("ntokens"), total("nsentences")
         samples, sample_tokens = total("cot_samples"), total("cot_sample_tokens")
         if nsentences == 0 or samples == 0:
             return
-        metrics.log_scalar("loss", total("loss") / total("sample_size") / math.log(2),
-                           total("sample_size"), round=3)
+        bits = lambda key, count: total(key) / count / math.log(2)  # noqa: E731
+        metrics.log_scalar("loss", bits("loss", total("sample_size")), total("sample_size"), round=3)
         if any("nll_loss" in log for log in logging_outputs):  # validation
-            metrics.log_scalar("nll_loss", total("nll_loss") / ntokens / math.log(2), ntokens, round=3)
+            metrics.log_scalar("nll_loss", bits("nll_loss", ntokens), ntokens, round=3)
             metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))
-            metrics.log_scalar("jsd", total("cot_js_data_sum") / nsentences
-                               + total("cot_js_samples_sum") / samples, nsentences, round=4)
-        metrics.log_scalar("generator_kl", total("cot_generator_kl_sum") / samples, samples, round=4)
-        metrics.log_scalar("mediator_nll_data", total("cot_mediator_nll_data_sum") / ntokens / math.log(2),
-                           ntokens, round=4)
+            # each half of the estimate per token of its own sequences
+            metrics.log_scalar("jsd", bits("cot_js_data_sum", ntokens) + bits("cot_js_samples_sum", sample_tokens),
+                               nsentences, round=4)
+        metrics.log_scalar("generator_kl", bits("cot_generator_kl_sum", sample_tokens), sample_tokens, round=4)
+        metrics.log_scalar("mediator_nll_data", bits("cot_mediator_nll_data_sum", ntokens), ntokens, round=4)
+        metrics.log_scalar("mediator_nll_samples", bits("cot_mediator_nll_samples_sum", sample_tokens),
+                           sample_tokens, round=4)
         # samples run to the length limit until the generator learns to stop,
         # and their length sets most of the step's cost
         metrics.log_scalar("sample_len", sample_tokens / samples, samples, round=2)
-        if sample_tokens > 0:
-            metrics.log_scalar("mediator_nll_samples",
-                               total("cot_mediator_nll_samples_sum") / sample_tokens / math.log(2),
-                               sample_tokens, round=4)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
