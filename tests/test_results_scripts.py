@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from pycocoevalcap.cider.cider import Cider
 
-from fairseq_ot.evaluation import caption_scoring, text_scoring
+from fairseq_ot.evaluation import caption_scoring, results_tables, text_scoring, training_curves
 from fairseq_ot.evaluation.paired_runs import BootstrapSettings, paired_comparison, run_seed
 from fairseq_ot.evaluation.scores import read_scores, write_scores
 from fairseq_ot.evaluation.train_log import curve, parse_train_log, read_train_log
@@ -28,9 +28,7 @@ from text_corpora import EN_DE, prepare_generated_multi30k, script_main, write_l
 
 MLE = "label_smoothed_cross_entropy"
 
-
-
-
+# the commands, for the tests that run them end to end
 collect_results = load_script("collect_results")
 plot_training_curves = load_script("plot_training_curves")
 
@@ -139,15 +137,15 @@ Notes:
 def test_tables_hold_the_numbers_put_in(runs, tmp_path, capsys):
     out = tmp_path / "results.md"
     collect_results.main([str(runs), "--out", str(out)])
-    expected = EXPECTED_TABLES.format(legend=collect_results.LEGEND, runs=runs,
-                                      interval_note=collect_results.interval_note(BootstrapSettings()))
+    expected = EXPECTED_TABLES.format(legend=results_tables.LEGEND, runs=runs,
+                                      interval_note=results_tables.interval_note(BootstrapSettings()))
     assert out.read_text() == expected
     assert capsys.readouterr().out == expected
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.md", "runs"]  # no temporary left
 
 
 def test_run_folders_given_one_by_one_keep_their_names(runs):
-    found = collect_results.find_runs([runs / "multi30k" / "ot", runs / "multi30k", runs / "multi30k" / "cot"])
+    found = results_tables.find_runs([runs / "multi30k" / "ot", runs / "multi30k", runs / "multi30k" / "cot"])
     # a folder reached twice is counted once, under the name it was first given
     assert [run.name for run in found] == ["ot", "cot", "mle"]
     assert [run.scores for run in found if run.name == "cot"] == [[]]
@@ -160,7 +158,7 @@ def test_without_the_mle_run_of_its_seed_a_run_is_compared_with_a_mean_without_i
     crafted_run(tmp_path / "unseeded_mle_a", [((5.0, 4.0), 1)], {"test": translation("u", MLE, bleu=20.0)})
     crafted_run(tmp_path / "unseeded_mle_b", [((5.0, 4.0), 1)], {"test": translation("u", MLE, bleu=21.0)})
     crafted_run(tmp_path / "unseeded_ot", [((5.0, 4.0), 1)], {"test": translation("u", "ot_seq", bleu=22.0)})
-    markdown = collect_results.results_markdown(collect_results.find_runs([tmp_path]))
+    markdown = results_tables.results_markdown(results_tables.find_runs([tmp_path]))
     assert "| ot_seq | m | 4 | 33.00 | +0.83 (no CI, note 1) | 1000 |" in markdown  # 33 - 32.1667
     assert "| ot_seq | u | — | 22.00 | +1.50 (no CI, note 2) | 1000 |" in markdown
     assert (f"1. no `{MLE}` run of recipe m with seed 4: difference to the mean of the recipe's 3 "
@@ -179,8 +177,8 @@ def test_configurations_run_several_times_get_mean_deviation_and_range(tmp_path)
     crafted_run(tmp_path / "gjs_copied-seed1", [((5.0, 4.0), 1)], {"test": translation("m", "gjs", bleu=20.0)})
     crafted_run(tmp_path / "gjs_copied-seed2", [((5.0, 4.0), 1)], {"test": translation("m", "gjs", bleu=22.0)})
     crafted_run(tmp_path / "gjs_random_seed1", [((5.0, 4.0), 1)], {"test": translation("m", "gjs", bleu=2.0)})
-    markdown = collect_results.results_markdown(collect_results.find_runs([tmp_path]))
-    spread = markdown.split(collect_results.SPREAD_NOTE)[1].strip().splitlines()
+    markdown = results_tables.results_markdown(results_tables.find_runs([tmp_path]))
+    spread = markdown.split(results_tables.SPREAD_NOTE)[1].strip().splitlines()
     # sample standard deviations: sqrt(((-2)^2 + (-1)^2 + 3^2) / 2) = sqrt(7); sqrt(2 * 1.5^2) = 2.1213
     assert spread[2:] == [
         "| gjs | gjs_copied | m | 2 | 21.00 ± 1.41 (20.00–22.00) | — |",
@@ -211,8 +209,8 @@ def test_an_unreadable_scores_file_is_named_in_one_line_and_nothing_is_written(r
     with open(runs / "multi30k" / "mle" / "train.log", "ab") as log:
         log.write(b"killed while writing \xe2\x82\n")
     collect_results.main([str(runs), "--out", str(out)])
-    assert out.read_text() == EXPECTED_TABLES.format(legend=collect_results.LEGEND, runs=runs,
-                                                     interval_note=collect_results.interval_note(BootstrapSettings()))
+    assert out.read_text() == EXPECTED_TABLES.format(legend=results_tables.LEGEND, runs=runs,
+                                                     interval_note=results_tables.interval_note(BootstrapSettings()))
 
 
 def test_repeated_lines_and_plain_text_are_read_once():
@@ -305,7 +303,7 @@ def test_parser_on_a_real_restarted_fairseq_log(restarted_run):
 
 def test_plot_has_a_line_per_run_that_logs_the_metric(runs, restarted_run, tmp_path, capsys):
     run_dirs = [runs / "multi30k" / "mle", runs / "iwslt" / "ot", restarted_run[0]]
-    figure, notes = plot_training_curves.plot_training_curves(run_dirs, ["loss", "nll_loss", "bleu", "valid_loss"])
+    figure, notes = training_curves.plot_training_curves(run_dirs, ["loss", "nll_loss", "bleu", "valid_loss"])
     lines = {ax.get_title(): [line.get_label() for line in ax.get_lines()] for ax in figure.axes}
     assert lines == {
         "loss (training)": ["mle", "ot", "ot_seq"],
@@ -324,9 +322,9 @@ def test_plot_has_a_line_per_run_that_logs_the_metric(runs, restarted_run, tmp_p
 
 def test_plot_names_a_metric_no_run_logs(runs, tmp_path):
     with pytest.raises(SystemExit, match=r"no run logs valid_accuracy, gnorm; metrics in these logs: loss, ot_loss, wall, valid_bleu, valid_loss"):
-        plot_training_curves.plot_training_curves([runs / "coco" / "gjs"], ["loss", "valid_accuracy", "gnorm"])
+        training_curves.plot_training_curves([runs / "coco" / "gjs"], ["loss", "valid_accuracy", "gnorm"])
     with pytest.raises(SystemExit, match="no .*nowhere/train.log"):
-        plot_training_curves.plot_training_curves([tmp_path / "nowhere"], ["loss"])
+        training_curves.plot_training_curves([tmp_path / "nowhere"], ["loss"])
 
 
 # ---- paired bootstrap intervals against the MLE run of the same seed ----
@@ -498,6 +496,22 @@ def test_runs_scored_on_different_test_sets_get_no_difference_at_all(seeded_runs
     assert (f"1. no difference to mle: the runs were scored on different test sets, of 36 and 37 items.\n"
             f"2. no difference to mle: the runs were scored on different test sets, the references of "
             f"{other} and {prepared_multi30k}.") in markdown
+
+
+def test_another_folder_with_the_same_test_references_is_the_same_test_set(seeded_runs, prepared_multi30k,
+                                                                           tmp_path, capsys):
+    # a sequence-level KD corpus: other training targets, the original's test split
+    copy = tmp_path / "seqkd"
+    shutil.copytree(prepared_multi30k, copy)
+    (copy / "tok" / "train.de").write_text("ersetzt\n")
+    runs = tmp_path / "runs"
+    shutil.copytree(seeded_runs / "mle", runs / "mle")
+    lines = (seeded_runs / "ot_seq" / "generate-test.txt").read_text().splitlines()
+    scored_run(runs / "seqkd", copy, "seqkd", [line.split("\t")[2] for line in lines[1::2]], logged_seed=1)
+    collect_results.main([str(runs)])
+    rows = table_rows(capsys.readouterr().out)
+    expected, _ = sacrebleu_paired_bs(prepared_multi30k, runs / "mle", seeded_runs / "ot_seq", tmp_path)
+    assert rows["seqkd"][3] == expected
 
 
 def test_the_seed_comes_from_train_log_then_the_scores_command_then_the_name():

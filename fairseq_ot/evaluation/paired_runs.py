@@ -17,7 +17,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from fairseq_ot.data.caption_dataset import images_file
+from fairseq_ot.data.caption_dataset import images_file, references_file
 from fairseq_ot.data_prep.pipeline import STAMP
 from fairseq_ot.evaluation import caption_scoring, text_scoring
 from fairseq_ot.evaluation.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
@@ -123,16 +123,30 @@ def reference_folder(record):
         f"from the current folder)")
 
 
+def reference_contents(folder, task, split):
+    """The bytes of every file of references of ``split`` in ``folder``:
+    two folders that hold the same ones score on the same test set (a
+    sequence-level KD corpus keeps its original's test split)."""
+    if task == CAPTIONING:
+        files = [images_file(folder, split), references_file(folder, split)]
+    else:
+        files = sorted((folder / "references").glob(f"{split}.*"))
+    return [path.read_bytes() if path.is_file() else None for path in files]
+
+
 def different_test_sets(system_record, control_record):
     """Why two scores records were computed on different test sets, or None
     where nothing says so: other numbers of hypotheses (one per test item),
-    or other folders of references named by their commands (both found
+    or other references in the folders named by their commands (both found
     here). A difference of such scores compares nothing."""
     counts = system_record["hypotheses"], control_record["hypotheses"]
     if counts[0] != counts[1]:
         return f"the runs were scored on different test sets, of {counts[0]} and {counts[1]} items"
     folders = found_reference_folder(system_record), found_reference_folder(control_record)
-    if None not in folders and folders[0].resolve() != folders[1].resolve():
+    if None in folders or folders[0].resolve() == folders[1].resolve():
+        return None
+    task, split = system_record["task"], system_record["split"]
+    if reference_contents(folders[0], task, split) != reference_contents(folders[1], task, split):
         return f"the runs were scored on different test sets, the references of {folders[0]} and {folders[1]}"
     return None
 
