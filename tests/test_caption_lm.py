@@ -22,10 +22,12 @@ from conftest import SHARED_DATA, TINY_TRANSFORMER, USER_DIR, load_script, one_l
 from fairseq_ot.data.caption_dataset import references_file
 from fairseq_ot.data_prep import caption_lm, flickr8k
 from fairseq_ot.evaluation.lm_sampling import LoadedLM, sample_sentences, split_nll
+from fairseq_ot.evaluation.temperature_sweep import REAL
 from fairseq_ot.modules.sampling import ancestral_sample
 from fairseq_ot.recipes import recipe_args
 from fairseq_ot.toy_corpus import write_toy_corpus
 
+# the commands, run end to end
 prepare_caption_lm = load_script("prepare_caption_lm")
 sample_lm = load_script("sample_lm")
 sweep_temperature = load_script("sweep_temperature")
@@ -302,7 +304,7 @@ def test_sweep_writes_the_table_and_the_plot(runs, data_bin, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     points = json.loads(out.with_suffix(".json").read_text())["points"]
     assert [(p["method"], p["temperature"]) for p in points] == [
-        (sweep_temperature.REAL, None), ("mle", 0.8), ("mle", 1.0), ("cot", 0.8), ("cot", 1.0)]
+        (REAL, None), ("mle", 0.8), ("mle", 1.0), ("cot", 0.8), ("cot", 1.0)]
     n_ref = len(read(data_bin / "test.txt"))
     for point in points:
         assert point["n_hyp"] == 10 and point["n_ref"] == n_ref
@@ -313,7 +315,7 @@ def test_sweep_writes_the_table_and_the_plot(runs, data_bin, tmp_path):
         assert len(read(tmp_path / "sweep_samples" / f"{point['method']}_t{point['temperature']:g}.txt")) == 10
     # the Tables 2-3 form at T = 1: the real-data row, then each method's point at T = 1
     rows = [line.strip("| ").split(" | ") for line in read(out.with_suffix(".md"))[2:]]
-    assert [row[:3] for row in rows] == [[sweep_temperature.REAL, "", ""], ["mle", "2", "12"], ["cot", "2", ""]]
+    assert [row[:3] for row in rows] == [[REAL, "", ""], ["mle", "2", "12"], ["cot", "2", ""]]
     for row, point in zip(rows, [points[0], points[2], points[4]]):
         assert row[3] == (f"{point['nll_test']:.3f}" if "nll_test" in point else "")
         assert row[4:] == [f"{point[f'{kind}{n}']:.3f}" for kind in ("bleu", "self_bleu") for n in range(2, 6)]

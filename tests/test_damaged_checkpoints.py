@@ -9,15 +9,13 @@ import os
 import re
 import subprocess
 import zipfile
-from types import SimpleNamespace
 
 import pytest
 import torch
 from fairseq import checkpoint_utils
 
 from conftest import TINY_TRANSFORMER, USER_DIR
-from fairseq_ot import cli
-from fairseq_ot.checkpoints.files import DamagedCheckpointError
+from fairseq_ot.checkpoints.files import DamagedCheckpointError, first_process
 
 NOT_A_ZIP = "not a checkpoint (neither a zip archive, as torch.save writes, nor torch's legacy format)"
 
@@ -199,4 +197,4 @@ def test_only_the_first_process_restores(monkeypatch, environment, distributed_r
         monkeypatch.delenv(variable, raising=False)
     for variable, value in environment.items():
         monkeypatch.setenv(variable, value)
-    assert cli._first_process(SimpleNamespace(distributed_rank=distributed_rank)) is first
+    assert first_process(distributed_rank) is first

@@ -2,23 +2,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fairseq_ot.data_prep import image_features
+
 from conftest import load_script
 from test_captioning import SHARED_FLICKR
 
-extract_image_features = load_script("extract_image_features")
+extract_image_features = load_script("extract_image_features")  # the command, run end to end
 SAMPLE_IMAGES = SHARED_FLICKR / "sample_images_224"
 
 
 @pytest.fixture(scope="module")
 def network():
-    return extract_image_features.load_network()
+    return image_features.load_network()
 
 
 def test_features_of_the_sample_images_match_the_distributed_ones(network):
     if not SAMPLE_IMAGES.is_dir():
         pytest.skip(f"{SAMPLE_IMAGES} is absent (real data lives outside the repository)")
     paths = sorted(SAMPLE_IMAGES.glob("*.jpg"))
-    features = extract_image_features.extract(network, paths)
+    features = image_features.extract(network, paths)
     with np.load(SHARED_FLICKR / "flickr8k_effnetlite0_pool1280_fp16.npz") as arrays:
         row = {name: i for i, name in enumerate(arrays["names"])}
         distributed = arrays["features"][[row[p.name] for p in paths]]

@@ -1,9 +1,10 @@
 """The package's layers, read from its import statements: shared math and
 sampling (`modules/`) <- `models/`, `data/`, `data_prep/` <- `tasks/` <-
-`criterions/` <- everything else; `errors`, `compat`, `paths` and
-`checkpoints/` (but for its surgery on criteria and models) at the bottom. A criterion imports no task and no other
-registered criterion's file; nothing imports `scripts/`, and nothing puts
-folders on `sys.path`."""
+`criterions/` <- the other libraries (`evaluation/`, `synthetic/`,
+`benchmarks/`, ...) <- the command lines (`cli/`); `errors`, `compat`, `paths`
+and `checkpoints/` (but for its surgery on criteria and models) at the bottom.
+A criterion imports no task and no other registered criterion's file; nothing
+imports `scripts/`, and nothing puts folders on `sys.path`."""
 
 import ast
 
@@ -18,8 +19,10 @@ LAYERS = {
     "models": 2, "data": 2, "data_prep": 2,
     "tasks": 3,
     "criterions": 4,
+    # the command lines: each parses its arguments and calls a library module below
+    "cli": 6,
 }
-TOP = 5  # cli, recipes, evaluation, synthetic, benchmarks, ...
+TOP = 5  # every other part: the libraries recipes, evaluation, synthetic, benchmarks, analysis, ...
 
 
 def part_of(dotted):

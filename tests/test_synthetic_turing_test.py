@@ -1,5 +1,6 @@
 """The synthetic Turing test's training budget: fairseq's cumulative training
-time, resumed and extended from the checkpoints; the temperature sweep of its
+time, resumed and extended from the checkpoints, with the scheduled sampling
+slope of the updates its first launch planned; the temperature sweep of its
 models against teacher forcing of the tempered model."""
 
 import json
@@ -11,13 +12,12 @@ import pytest
 import torch
 
 from fairseq_ot.evaluation.lm_sampling import load_generator
+from fairseq_ot.synthetic import turing_test as synthetic
 from fairseq_ot.synthetic.evaluation import load_split_words
 from fairseq_ot.synthetic.lm_data import build_oracle_lm_data
 from fairseq_ot.synthetic.oracle import OracleLSTM
 
 from conftest import REPO, load_script, one_line_error
-
-synthetic = load_script("synthetic_turing_test")
 
 
 def option(command, flag):
@@ -35,14 +35,17 @@ def test_a_larger_budget_resumes_the_run_with_its_first_schedule(tmp_path):
     run_dir = tmp_path / "runs" / "scheduled_sampling"
     last = run_dir / "checkpoints" / "checkpoint_last.pt"
 
-    first = synthetic.train(data_bin, "scheduled_sampling", run_dir, 0.05, "cpu")
+    planned = {**synthetic.PLANNED_UPDATES, "scheduled_sampling": 100}
+    first = synthetic.train(data_bin, "scheduled_sampling", run_dir, 0.05, "cpu", planned)
     assert [launch["returncode"] for launch in first] == [0]
     seconds_first, updates_first = cumulative_seconds_and_updates(last)
     assert 3 <= seconds_first
 
-    assert synthetic.train(data_bin, "scheduled_sampling", run_dir, 0.05, "cpu") == first
+    assert synthetic.train(data_bin, "scheduled_sampling", run_dir, 0.05, "cpu", planned) == first
 
-    launches = synthetic.train(data_bin, "scheduled_sampling", run_dir, 0.12, "cpu")
+    # more minutes and more updates planned: the second launch keeps the first's slope
+    launches = synthetic.train(data_bin, "scheduled_sampling", run_dir, 0.12, "cpu",
+                               {**planned, "scheduled_sampling": 240})
     assert [launch["returncode"] for launch in launches] == [0, 0]
     seconds, updates = cumulative_seconds_and_updates(last)
     assert 7.2 <= seconds < seconds_first + 7.2 + 60 and updates > updates_first
@@ -52,7 +55,9 @@ def test_a_larger_budget_resumes_the_run_with_its_first_schedule(tmp_path):
     assert loaded == [str(updates_first)]
     # the schedule of the first budget, not one stretched over the second
     assert option(launches[1]["command"], "--ss-c") == option(launches[0]["command"], "--ss-c")
-    assert option(launches[1]["command"], "--ss-c") != f"{synthetic.scheduled_sampling_slope(0.12):.3g}"
+    assert option(launches[0]["command"], "--ss-c") == f"{synthetic.scheduled_sampling_slope(100):.3g}"
+    assert option(launches[1]["command"], "--ss-c") != f"{synthetic.scheduled_sampling_slope(240):.3g}"
+    assert [launch["planned_updates"] for launch in launches] == [100, 240]
     assert option(launches[1]["command"], "--stop-time-hours") == f"{0.12 / 60:.6f}"
 
 
@@ -61,6 +66,20 @@ def test_the_device_flag_decides_fairseqs_cpu_flag(tmp_path):
     on_gpu = synthetic.train_command(tmp_path, "cot", tmp_path, 5, "cuda", 5)
     assert "--cpu" in on_cpu and "--cpu" not in on_gpu
     assert [arg for arg in on_cpu if arg != "--cpu"] == on_gpu
+
+
+def test_the_default_plan_is_the_old_default_budgets():
+    """The planned updates, counts, give the flags that the old default of
+    10 minutes at the measured updates per minute (490 mle, 275 scheduled
+    sampling, 110 mediator) gave."""
+    def flags(method):
+        command = synthetic.train_command("DATA", method, REPO, 10, "cpu",
+                                          synthetic.planned_updates_of(method))
+        return option(command, "--save-interval-updates"), command
+
+    assert [flags(method)[0] for method in ("mle", "scheduled_sampling", "cot", "gjs_0.5")] == [
+        "490", "275", "110", "110"]
+    assert option(flags("scheduled_sampling")[1], "--ss-c") == f"{(1 - 0.7) / (275 * 10 / 2):.3g}" == "0.000218"
 
 
 def test_checkpoints_are_ordered_by_updates_then_last(tmp_path):

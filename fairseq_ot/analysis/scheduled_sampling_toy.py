@@ -28,6 +28,7 @@ value and zero slope at eps = 1, so it rises monotonically as eps -> 0, up to
 the mutual information I(x1; x2) = KL[P || P1 P2].
 """
 
+import numpy as np
 import torch
 
 F64 = torch.float64
@@ -109,3 +110,15 @@ def kl_divergence(p, q):
     """KL[p || q] in nats between two joints of the same shape (0 log 0 = 0)."""
     support = p > 0
     return float((p[support] * (p[support] / q[support]).log()).sum())
+
+
+def kl_curves(joint, eps_values, model_at):
+    """KL[P || Q_eps] and KL[P1 P2 || Q_eps] for each eps, Q_eps = model_at(eps),
+    as two numpy arrays."""
+    product = product_of_marginals(joint)
+    to_joint, to_product = [], []
+    for eps in eps_values:
+        model = model_at(eps)
+        to_joint.append(kl_divergence(joint, model))
+        to_product.append(kl_divergence(product, model))
+    return np.array(to_joint), np.array(to_product)

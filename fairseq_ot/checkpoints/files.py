@@ -1,5 +1,6 @@
 """What is wrong with a checkpoint file, the update count it records, and an
-intact checkpoint_last.pt put back before a run resumes.
+intact checkpoint_last.pt put back before a run resumes, by the job's first
+process.
 
 fairseq writes a checkpoint atomically (a temporary file, then a rename) and
 copies it to its other names, checkpoint_last.pt among them: a job killed
@@ -155,3 +156,13 @@ def restore_checkpoint_last(save_dir):
             copying.unlink()
     return (f"{last} is {reason}: kept it as {kept.name} and restored it from {source.name}, "
             f"the intact checkpoint with the most updates: training goes back to update {count}")
+
+
+def first_process(distributed_rank=0):
+    """Whether this is the job's first process, the one that restores
+    checkpoint_last.pt, before fairseq sets up its ranks: torchrun says so in
+    RANK, srun in SLURM_PROCID, else `distributed_rank` (fairseq's
+    --distributed-rank: 0 by default, also where fairseq spawns one process
+    per GPU from this one) does."""
+    rank = os.environ.get("RANK", os.environ.get("SLURM_PROCID", distributed_rank))
+    return int(rank) == 0

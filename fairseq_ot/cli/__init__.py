@@ -42,20 +42,12 @@ def _restore_checkpoint_last():
     job's first process alone, before fairseq's distributed set-up, which
     holds the other processes back until this one joins them."""
     args = options.parse_args_and_arch(options.get_training_parser())
-    if args.restore_file != checkpoint_files.LAST or not _first_process(args):
+    if args.restore_file != checkpoint_files.LAST or not checkpoint_files.first_process(
+            args.distributed_rank):
         return
     restored = checkpoint_files.restore_checkpoint_last(args.save_dir)
     if restored is not None:
         logger.warning(restored)
-
-
-def _first_process(args):
-    """Whether this is the job's first process, before fairseq sets up its
-    ranks: torchrun says so in RANK, srun in SLURM_PROCID, else
-    --distributed-rank does (0 by default, also where fairseq spawns one
-    process per GPU from this one)."""
-    rank = os.environ.get("RANK", os.environ.get("SLURM_PROCID", args.distributed_rank))
-    return int(rank) == 0
 
 
 def generate():

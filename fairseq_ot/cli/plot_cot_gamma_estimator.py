@@ -10,7 +10,8 @@ log Var[grad J^1] - log Var[grad J^0] (definitions:
 fairseq_ot/analysis/gamma_estimator.py). About 6 minutes of one CPU core.
 
     OMP_NUM_THREADS=1 python scripts/plot_cot_gamma_estimator.py
-        [--png docs/cot_gamma_estimator.png] [--json docs/cot_gamma_estimator.json]
+        [--png results/cot_gamma_estimator/cot_gamma_estimator.png]
+        [--json results/cot_gamma_estimator/cot_gamma_estimator.json]
         [--updates 200] [--interval 25] [--batches 16] [--work-dir DIR]
 
 The oracle data (10,000 training sequences) is sampled into --work-dir
@@ -37,11 +38,14 @@ from fairseq_ot.analysis.gamma_estimator import QUANTILES, train_and_measure
 # every font lookup
 logging.getLogger().setLevel(logging.WARNING)
 
+# where the figure and its data are kept, with their MANIFEST.md (relative to the current folder)
+RESULTS = Path("results/cot_gamma_estimator")
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--png", type=Path, default=Path("docs/cot_gamma_estimator.png"))
-    parser.add_argument("--json", type=Path, default=Path("docs/cot_gamma_estimator.json"))
+    parser.add_argument("--png", type=Path, default=RESULTS / "cot_gamma_estimator.png")
+    parser.add_argument("--json", type=Path, default=RESULTS / "cot_gamma_estimator.json")
     parser.add_argument("--updates", type=int, default=200, help="CoT training updates")
     parser.add_argument("--interval", type=int, default=25, help="updates between measurements")
     parser.add_argument("--batches", type=int, default=16,
@@ -109,6 +113,8 @@ def main(argv=None):
     settings = {key: value for key, value in vars(args).items() if key not in ("png", "json", "work_dir")}
     summary = {"settings": settings, "checkpoints": records,
                "total_seconds": round(time.time() - started)}
+    for path in (args.json, args.png):
+        path.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(summary, indent=1) + "\n")
     plot(records, args.png)
     print(f"wrote {args.png} and {args.json} in {summary['total_seconds']} s")

@@ -7,11 +7,13 @@ feeding the gold x1, on a grid in [0, 1]. Prints a table and plots
 KL[P || Q_eps] and KL[P1 P2 || Q_eps] against eps, fitted and closed form,
 with heat maps of P, Q_0.5 and Q_0. A few seconds on one CPU core.
 
-    python scripts/plot_scheduled_sampling_impropriety.py [--out scheduled_sampling_impropriety.png]
+    python scripts/plot_scheduled_sampling_impropriety.py
+        [--out results/scheduled_sampling_impropriety/scheduled_sampling_impropriety.png]
 """
 
 import argparse
 import logging
+from pathlib import Path
 
 import matplotlib
 
@@ -23,6 +25,7 @@ import numpy as np
 from fairseq_ot.analysis.scheduled_sampling_toy import (
     closed_form_optimum,
     fit_scheduled_sampling,
+    kl_curves,
     kl_divergence,
     make_dependent_joint,
     product_of_marginals,
@@ -38,23 +41,15 @@ CLOSED_FORM_POINTS = 201
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="scheduled_sampling_impropriety.png", help="PNG path")
+    parser.add_argument(
+        "--out", type=Path,
+        default=Path("results/scheduled_sampling_impropriety/scheduled_sampling_impropriety.png"),
+        help="PNG path (its folder is created)")
     parser.add_argument("--num-eps", type=int, default=11, help="fitted eps values in [0, 1]")
     parser.add_argument("--alphabet-size", type=int, default=4)
     parser.add_argument("--coupling", type=float, default=2.0, help="dependence of x2 on x1 in P")
     parser.add_argument("--seed", type=int, default=1, help="seed of the random joint P")
     return parser.parse_args(argv)
-
-
-def kl_curves(joint, eps_values, model_at):
-    """KL[P || Q_eps] and KL[P1 P2 || Q_eps] for each eps, Q_eps = model_at(eps)."""
-    product = product_of_marginals(joint)
-    to_joint, to_product = [], []
-    for eps in eps_values:
-        model = model_at(eps)
-        to_joint.append(kl_divergence(joint, model))
-        to_product.append(kl_divergence(product, model))
-    return np.array(to_joint), np.array(to_product)
 
 
 def print_table(joint, eps_values, fitted, closed_to_joint, args):
@@ -130,6 +125,7 @@ def main(argv=None):
     for ax, (table, title) in zip(axes, heat_maps):
         image = plot_heat_map(ax, table.numpy(), title, vmax)
     figure.colorbar(image, ax=axes, shrink=0.8, label="probability")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
 

@@ -22,79 +22,10 @@ reference point.
 import argparse
 import json
 
-from fairseq_ot.data_prep.text_files import TextFileError, read_lines
+from fairseq_ot.data_prep.text_files import TextFileError
 from fairseq_ot.errors import FlagError, print_one_line, print_or_quit
-from fairseq_ot.evaluation.generation_metrics import (
-    SMOOTHING,
-    UndefinedScoreError,
-    generation_scores,
-    real_data_scores,
-)
-from fairseq_ot.evaluation.tokenization import WHITESPACE, tokenization_gap, tokenizer
-
-
-def read_sentences(path, tokenize, allow_empty_lines):
-    """The lines of ``path`` as token lists of ``tokenize``; TextFileError
-    when no line has a token or, unless ``allow_empty_lines``, on a blank
-    line (with its number)."""
-    lines = read_lines(path, allow_empty=allow_empty_lines)
-    if not lines:
-        raise TextFileError(f"{path}: empty file, no sentences")
-    sentences = [tokenize(line) for line in lines]
-    if not any(sentences):
-        raise TextFileError(f"{path}: only empty lines, no sentences")
-    return sentences
-
-
-def tokenization_warnings(files):
-    """A warning for each pair of consecutive (path, sentences) ``files``
-    that look differently tokenized."""
-    warnings = []
-    for (first, first_sentences), (second, second_sentences) in zip(files, files[1:]):
-        gap = tokenization_gap(first_sentences, second_sentences)
-        if gap is not None:
-            warnings.append(
-                f"{first} and {second} look differently tokenized ({gap[0]:.0%} and {gap[1]:.0%} of the "
-                f"punctuation at their tokens' edges stands alone): give --tokenizer, e.g. moses-en, "
-                f"to tokenize every file alike")
-    return warnings
-
-
-def scores_of_file(path, score, sentences, references):
-    """score(sentences, references), a score undefined for the file's
-    sentences (Self-BLEU of a single line) reported as the file's fault."""
-    try:
-        return score(sentences, references)
-    except UndefinedScoreError as error:
-        raise TextFileError(f"{path}: {error}") from None
-
-
-def score_files(args):
-    """The JSON record of the parsed command line ``args``, and the warnings
-    about its files (printed only once every score is computed, so that a
-    refusal stays the one line on stderr)."""
-    # `not > 0` also refuses nan
-    if args.temperature is not None and not args.temperature > 0:
-        raise FlagError(f"--temperature must be > 0, got {args.temperature}")
-    tokenize = tokenizer(args.tokenizer)
-    hypotheses = read_sentences(args.hypotheses, tokenize, allow_empty_lines=True)
-    references = read_sentences(args.references, tokenize, allow_empty_lines=False)
-    # read before any scoring, so that a bad file fails at once
-    train_references = read_sentences(args.train_refs, tokenize, allow_empty_lines=False) if args.train_refs else None
-    empty = sum(not hypothesis for hypothesis in hypotheses)
-    record = {"n_hyp": len(hypotheses), "n_empty_hyp": empty, "n_ref": len(references)}
-    record.update(scores_of_file(args.hypotheses, generation_scores, hypotheses, references))
-    record.update(tokenizer=args.tokenizer, smoothing=SMOOTHING, temperature=args.temperature)
-    if train_references is not None:
-        record["n_train_ref"] = len(train_references)
-        record.update(scores_of_file(args.references, real_data_scores, references, train_references))
-    warnings = [f"{args.hypotheses}: {empty} of {len(hypotheses)} lines are empty, "
-                "scored as empty generations (0)"] if empty else []
-    if args.tokenizer == WHITESPACE:
-        files = [(args.hypotheses, hypotheses), (args.references, references)]
-        files += [(args.train_refs, train_references)] if train_references is not None else []
-        warnings += tokenization_warnings(files)
-    return record, warnings
+from fairseq_ot.evaluation.generation_scoring import score_files
+from fairseq_ot.evaluation.tokenization import WHITESPACE
 
 
 def build_parser():
@@ -117,7 +48,8 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        record, warnings = score_files(args)
+        record, warnings = score_files(args.hypotheses, args.references, args.train_refs,
+                                       args.tokenizer, args.temperature)
     except (TextFileError, FlagError) as error:
         # one line and status 2, as argparse reports a bad flag
         print_one_line(error)

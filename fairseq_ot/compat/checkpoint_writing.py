@@ -2,6 +2,7 @@
 save folder.
 
 What it patches (fairseq 0.12.x):
+
 - `checkpoint_utils.torch_persistent_save`: local files are written by
   `fairseq_ot.checkpoints.writing.save` (a temporary beside the file, flushed,
   renamed; one-line error naming the cause). Asynchronous and remote writes

@@ -1,7 +1,7 @@
 """The synthetic test's generator, mediator and training as fairseq-train
-flags, shared by the Turing test (fairseq_ot/cli/synthetic_turing_test.py),
+flags, shared by the Turing test (fairseq_ot/synthetic/turing_test.py),
 the gamma-estimator study (fairseq_ot/analysis/gamma_estimator.py) and the
-update benchmark (fairseq_ot/cli/bench_lm_update.py).
+update benchmark (fairseq_ot/benchmarks/lm_update.py).
 
 Both are the plugin's `fused_lstm_lm`: lstm_lm's model (sizes, initialisation,
 dropout) with one nn.LSTM call per forward instead of a Python loop of
