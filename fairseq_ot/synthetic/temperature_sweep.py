@@ -10,6 +10,7 @@ import torch
 from fairseq.data import Dictionary
 
 from fairseq_ot.errors import require
+from fairseq_ot.evaluation.figures import save_curves
 from fairseq_ot.evaluation.lm_sampling import load_generator, require_sweep
 from fairseq_ot.synthetic.evaluation import load_split_words, nll_oracle, nll_test, oracle_reference
 from fairseq_ot.synthetic.lm_data import fairseq_to_oracle_ids, oracle_id_table
@@ -83,12 +84,7 @@ def plot_sweep(points, reference, path):
     axes.set_xlabel("NLL_test: the tempered model's NLL of held-out oracle samples (coverage)")
     axes.set_ylabel("NLL_oracle: the oracle's NLL of samples (quality)")
     axes.set_title("Synthetic oracle: quality against coverage over the temperature")
-    axes.legend(fontsize=8)
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_curves(figure, axes, path)
 
 
 def sweep(args):

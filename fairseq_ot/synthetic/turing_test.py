@@ -22,6 +22,7 @@ import torch
 from fairseq.data import Dictionary
 
 from fairseq_ot.evaluation.files import write_atomically
+from fairseq_ot.evaluation.figures import save_curves
 from fairseq_ot.evaluation.lm_sampling import load_generator
 from fairseq_ot.paths import USER_DIR
 from fairseq_ot.synthetic.evaluation import load_split_words, nll_oracle, nll_test, oracle_reference
@@ -285,11 +286,7 @@ def plot_curves(results, oracle_row, path):
     axes.set_xlabel("minutes of training (fairseq's cumulative wall clock)")
     axes.set_ylabel("NLL_oracle (nats per token)")
     axes.set_title("Synthetic Turing test: sample quality against time")
-    axes.legend(fontsize=8)
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_curves(figure, axes, path)
 
 
 def run(args):

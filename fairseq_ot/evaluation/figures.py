@@ -1,0 +1,16 @@
+"""Writing the plots of the experiment scripts: one look for their curves."""
+
+from pathlib import Path
+
+
+def save_curves(figure, axes, path):
+    """Give ``axes`` its legend and grid, lay ``figure`` out and write it to
+    ``path`` (its folder made), at 120 dpi; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
