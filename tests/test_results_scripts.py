@@ -514,6 +514,31 @@ def test_another_folder_with_the_same_test_references_is_the_same_test_set(seede
     assert rows["seqkd"][3] == expected
 
 
+def test_plot_shows_each_difference_with_the_interval_of_its_table_row(seeded_runs, prepared_multi30k, tmp_path,
+                                                                       capsys):
+    png = tmp_path / "plots" / "differences.png"
+    points = collect_results.main([str(seeded_runs), "--plot", str(png)])
+    rows = table_rows(capsys.readouterr().out)
+    plotted = {name: (observed, lower, upper)
+               for name, _, observed, lower, upper in points["translation", "test", "sacrebleu"]}
+    assert set(plotted) == {"ot_seq", "ot_seq_seed2"}  # the MLE runs are the zero line
+    for system, control in [("ot_seq", "mle"), ("ot_seq_seed2", "mle_2")]:
+        cell, (lower, upper) = sacrebleu_paired_bs(prepared_multi30k, seeded_runs / control, seeded_runs / system,
+                                                   tmp_path)
+        assert rows[system][3] == cell and plotted[system][1:] == (lower, upper)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_any_interval_is_refused_in_one_line(seeded_runs, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    shutil.copytree(seeded_runs / "mle", runs / "mle")
+    with pytest.raises(SystemExit) as exit_info:
+        collect_results.main([str(runs), "--plot", str(tmp_path / "d.png")])
+    assert exit_info.value.code == 2 and not (tmp_path / "d.png").exists()
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "--plot: no run of these has a difference" in error
+
+
 def test_the_seed_comes_from_train_log_then_the_scores_command_then_the_name():
     log = parse_train_log([configuration_line(7), *PREAMBLE, configuration_line(8)])
     assert log.seed == 8  # the last attempt's

@@ -8,7 +8,7 @@ updates reached and the seconds spent in training steps. Run folders without
 a scores_*.json are listed as unfinished.
 
     python scripts/collect_results.py RUN_DIR_OR_PARENT... [--out results.md] \
-        [--resamples 1000] [--bootstrap-seed 12345] [--no-meteor]
+        [--resamples 1000] [--bootstrap-seed 12345] [--no-meteor] [--plot differences.png]
 
 A run folder is one holding train.log (fairseq-train --log-format json
 --log-file) or scores_SPLIT.json (fairseq_ot.evaluation.scores); a parent is
@@ -29,7 +29,8 @@ from fairseq_ot.errors import FlagError, print_one_line
 from fairseq_ot.evaluation.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, TAIL_FRACTION_DENOMINATOR
 from fairseq_ot.evaluation.files import UnreadableFileError, write_atomically
 from fairseq_ot.evaluation.paired_runs import BootstrapSettings
-from fairseq_ot.evaluation.results_tables import find_runs, results_markdown
+from fairseq_ot.evaluation.difference_plot import difference_points, plot_differences
+from fairseq_ot.evaluation.results_tables import collected_results, find_runs
 
 
 def parse_args(argv):
@@ -40,6 +41,8 @@ def parse_args(argv):
                         help="resampled test sets per paired bootstrap interval (default: %(default)s)")
     parser.add_argument("--bootstrap-seed", type=int, default=DEFAULT_SEED,
                         help="seed of the resampling, sacrebleu's default (default: %(default)s)")
+    parser.add_argument("--plot", type=Path, metavar="PNG",
+                        help="also plot every difference with its interval, a panel per task, split and metric")
     parser.add_argument("--no-meteor", action="store_true",
                         help="no interval for captioning's METEOR (it needs Java)")
     args = parser.parse_args(argv)
@@ -56,10 +59,17 @@ def main(argv=None):
     except (FlagError, UnreadableFileError) as error:
         print_one_line(error)
         raise SystemExit(2) from None
-    markdown = results_markdown(runs, settings)
+    markdown, intervals = collected_results(runs, settings)
     print(markdown, end="")
     if args.out:
         write_atomically(args.out, markdown)
+    points = difference_points(intervals)
+    if args.plot:
+        if not points:
+            print_one_line(FlagError("--plot: no run of these has a difference with an interval to plot"))
+            raise SystemExit(2)
+        plot_differences(points, args.plot)
+    return points
 
 
 if __name__ == "__main__":

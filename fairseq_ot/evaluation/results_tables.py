@@ -195,8 +195,10 @@ def other_test_set(record, compared_with):
     return None
 
 
-def delta_cells(run, record, controls, places, settings, notes):
-    """The "Δ vs MLE [95% CI]" cell of each metric of one row."""
+def delta_cells(run, record, controls, places, settings, notes, found):
+    """The "Δ vs MLE [95% CI]" cell of each metric of one row; the run's
+    intervals, where it has any, appended to ``found`` as (run name,
+    criterion, {metric: PairedBootstrap})."""
     if record["criterion"] == MLE or not controls:
         return [MISSING] * len(places)
     compared_with, reason = baseline(run, record, controls)
@@ -206,6 +208,8 @@ def delta_cells(run, record, controls, places, settings, notes):
         return [note if name in record["metrics"] else MISSING for name in places]
     if reason is None:
         intervals, reasons = paired_intervals(run, record, *compared_with[0], settings)
+        if intervals:
+            found.append((run.name, record["criterion"], intervals))
     else:
         intervals, reasons = {}, dict.fromkeys(record["metrics"], reason)
     cells = []
@@ -223,7 +227,7 @@ def delta_cells(run, record, controls, places, settings, notes):
 
 def task_table(entries, settings):
     """Markdown table of the (run, scores record) pairs of one task and
-    split, and its notes."""
+    split, its notes and the intervals of its rows (see delta_cells)."""
     entries = sorted(entries, key=lambda e: (
         e[1]["recipe"], e[1]["criterion"] != MLE, e[1]["criterion"], e[0].seed is None, e[0].seed or 0, e[0].name))
     metrics, places = metric_places(entries)
@@ -234,10 +238,10 @@ def task_table(entries, settings):
     for name in metrics:
         columns += [(name, True)] + ([(f"Δ {name} vs MLE [95% CI]", True)] if controls else [])
     columns += [("hypotheses", True), ("updates", True), ("train s", True), ("run", False)]
-    notes, rows = Notes(), []
+    notes, rows, found = Notes(), [], []
     for run, record in entries:
         row = [record["criterion"]] + ([record["recipe"]] if several_recipes else []) + [or_missing(run.seed, "d")]
-        deltas = delta_cells(run, record, controls.get(record["recipe"], []), places, settings, notes)
+        deltas = delta_cells(run, record, controls.get(record["recipe"], []), places, settings, notes, found)
         for name, delta in zip(metrics, deltas):
             row.append(or_missing(record["metrics"].get(name), f".{places[name]}f"))
             row += [delta] if controls else []
@@ -246,7 +250,7 @@ def task_table(entries, settings):
             or_missing(run.train_seconds, ".0f"), run.name,
         ]
         rows.append(row)
-    return markdown_table(columns, rows), notes
+    return markdown_table(columns, rows), notes, found
 
 
 def spread_table(entries):
@@ -278,13 +282,19 @@ def interval_note(settings):
 
 
 def results_markdown(runs, settings=BootstrapSettings()):
-    by_table = {}
+    return collected_results(runs, settings)[0]
+
+
+def collected_results(runs, settings=BootstrapSettings()):
+    """The markdown of the runs' tables, and {(task, split): the intervals
+    of the rows, in table order (see delta_cells)}."""
+    by_table, intervals = {}, {}
     for run in runs:
         for record in run.scores:
             by_table.setdefault((record["task"], record["split"]), []).append((run, record))
     sections = []
     for (task, split), entries in sorted(by_table.items()):
-        table, notes = task_table(entries, settings)
+        table, notes, intervals[task, split] = task_table(entries, settings)
         legend = LEGEND + (" " + interval_note(settings) if mle_runs(entries) else "")
         sections.append(f"### {task}, {split} split\n\n{legend}\n\n{table}")
         if notes.texts:
@@ -297,4 +307,4 @@ def results_markdown(runs, settings=BootstrapSettings()):
         rows = [[run.name, or_missing(run.num_updates, "d"), or_missing(run.train_seconds, ".0f")] for run in unfinished]
         table = markdown_table([("run", False), ("updates", True), ("train s", True)], rows)
         sections.append(f"### Unfinished runs (no {SCORES})\n\n{table}")
-    return "\n\n".join(sections) + "\n"
+    return "\n\n".join(sections) + "\n", intervals
