@@ -1,7 +1,8 @@
-"""The synthetic Turing test's training budget: fairseq's cumulative training
-time, resumed and extended from the checkpoints, with the scheduled sampling
-slope of the updates its first launch planned; the temperature sweep of its
-models against teacher forcing of the tempered model."""
+"""The synthetic Turing test's training budget: the planned updates, or
+fairseq's cumulative training time, resumed and extended from the
+checkpoints, with the scheduled sampling slope of the updates its first
+launch planned; the temperature sweep of its models against teacher forcing
+of the tempered model."""
 
 import json
 import math
@@ -59,6 +60,27 @@ def test_a_larger_budget_resumes_the_run_with_its_first_schedule(tmp_path):
     assert option(launches[1]["command"], "--ss-c") != f"{synthetic.scheduled_sampling_slope(240):.3g}"
     assert [launch["planned_updates"] for launch in launches] == [100, 240]
     assert option(launches[1]["command"], "--stop-time-hours") == f"{0.12 / 60:.6f}"
+
+
+def test_without_minutes_each_method_trains_exactly_its_planned_updates(tmp_path):
+    oracle = OracleLSTM.random(seed=3, vocab=50)
+    data_bin = build_oracle_lm_data(oracle, tmp_path / "data", n_train=300, n_valid=64, n_test=64)
+    run_dir = tmp_path / "runs" / "mle"
+    last = run_dir / "checkpoints" / "checkpoint_last.pt"
+
+    planned = {**synthetic.PLANNED_UPDATES, "mle": 20}
+    first = synthetic.train(data_bin, "mle", run_dir, None, "cpu", planned)
+    assert [launch["returncode"] for launch in first] == [0]
+    assert "--stop-time-hours" not in first[0]["command"] and option(first[0]["command"], "--max-update") == "20"
+    assert cumulative_seconds_and_updates(last)[1] == 20
+    assert option(first[0]["command"], "--save-interval-updates") == "2"
+
+    assert synthetic.train(data_bin, "mle", run_dir, None, "cpu", planned) == first
+    launches = synthetic.train(data_bin, "mle", run_dir, None, "cpu", {**planned, "mle": 30})
+    assert [launch["planned_updates"] for launch in launches] == [20, 30]
+    assert cumulative_seconds_and_updates(last)[1] == 30
+    # a time budget is another budget: it launches again
+    assert not synthetic.already_trained(launches[-1], 0.01, 30)
 
 
 def test_the_device_flag_decides_fairseqs_cpu_flag(tmp_path):

@@ -1,8 +1,9 @@
 """The synthetic Turing test of SeqGAN / CoT (Lu et al., ICML 2019, Table 1)
 behind `fairseq-ot-synthetic-turing-test`
 (fairseq_ot/cli/synthetic_turing_test.py, whose docstring and --help say what
-it runs): the oracle's data, one fairseq-train process per method for the
-same budget of training time, resumed and extended from its checkpoints, and
+it runs): the oracle's data, one fairseq-train process per method for its
+planned updates or for the same budget of training time, resumed and extended
+from its checkpoints, and
 every saved checkpoint scored by NLL_oracle and NLL_test; `run(args)` takes
 the parsed command line."""
 
@@ -88,9 +89,10 @@ def method_args(method, ss_slope):
 
 
 def train_command(data_bin, method, run_dir, minutes, device, planned_updates, ss_slope=None):
-    """fairseq-train for a budget of `minutes` of training time, a checkpoint
-    every tenth of the `planned_updates`; scheduled sampling with slope
-    `ss_slope` (default: the one of `planned_updates`)."""
+    """fairseq-train for the `planned_updates`, or, when `minutes` is not
+    None, for a budget of `minutes` of training time; a checkpoint every
+    tenth of the `planned_updates`; scheduled sampling with slope `ss_slope`
+    (default: the one of `planned_updates`)."""
     save_interval = max(1, round(planned_updates / CURVE_POINTS))
     if ss_slope is None:
         ss_slope = scheduled_sampling_slope(planned_updates)
@@ -99,7 +101,8 @@ def train_command(data_bin, method, run_dir, minutes, device, planned_updates, s
         str(Path(sys.executable).parent / "fairseq-train"), str(data_bin),
         "--user-dir", str(USER_DIR), *(["--cpu"] if device == "cpu" else []),
         *GENERATOR_ARGS, *TRAINING_ARGS, *method_args(method, ss_slope),
-        "--stop-time-hours", f"{minutes / 60:.6f}",
+        *(["--max-update", str(planned_updates)] if minutes is None
+          else ["--stop-time-hours", f"{minutes / 60:.6f}"]),
         "--save-interval-updates", str(save_interval), "--save-dir", str(run_dir / "checkpoints"),
     ]
 
@@ -125,24 +128,41 @@ def code_version():
     return commit + ("-dirty" if git("status", "--porcelain") else "")
 
 
+def budget_words(minutes, planned=None):
+    """The budget in words: `minutes` of training time, or (None) the planned
+    updates, `planned` of them when given."""
+    if minutes is not None:
+        return f"{minutes:g} min"
+    return f"{planned} updates" if planned is not None else "its planned updates"
+
+
+def already_trained(launch, minutes, planned):
+    """Whether the finished `launch` covered the budget: `minutes` of training
+    time, or (None) `planned` updates."""
+    if launch["returncode"] != 0 or (launch["minutes"] is None) != (minutes is None):
+        return False
+    return launch["planned_updates"] >= planned if minutes is None else launch["minutes"] >= minutes
+
+
 def train(data_bin, method, run_dir, minutes, device, planned_updates=None):
-    """Trains `method` until fairseq's cumulative training time reaches
-    `minutes`, resuming from run_dir/checkpoints/checkpoint_last.pt when there
-    is one, a checkpoint every tenth of its planned updates (`planned_updates`,
-    keyed as PLANNED_UPDATES, default PLANNED_UPDATES); a run resumed keeps the
-    scheduled sampling slope of its first launch. Each fairseq-train launch
-    (command, code, budget, planned updates, exit status) is appended to
+    """Trains `method` for its planned updates (`planned_updates`, keyed as
+    PLANNED_UPDATES, default PLANNED_UPDATES), or, when `minutes` is not None,
+    until fairseq's cumulative training time reaches `minutes`; resumes from
+    run_dir/checkpoints/checkpoint_last.pt when there is one, saves a
+    checkpoint every tenth of the planned updates, and keeps the scheduled
+    sampling slope of its first launch. Each fairseq-train launch (command,
+    code, budget, planned updates, exit status) is appended to
     run_dir/launches.json and its log to run_dir/train.log; the list of
     launches is returned."""
     launches_path = run_dir / "launches.json"
     launches = json.loads(launches_path.read_text()) if launches_path.exists() else []
-    if launches and launches[-1]["returncode"] == 0 and launches[-1]["minutes"] >= minutes:
-        print(f"{method}: already trained for {launches[-1]['minutes']} min in {run_dir}", flush=True)
+    planned = planned_updates_of(method, planned_updates)
+    if launches and already_trained(launches[-1], minutes, planned):
+        print(f"{method}: already trained for {budget_words(minutes, planned)} in {run_dir}", flush=True)
         return launches
     run_dir.mkdir(parents=True, exist_ok=True)
-    planned = planned_updates_of(method, planned_updates)
     command = train_command(data_bin, method, run_dir, minutes, device, planned, first_slope(launches))
-    print(f"{method}: training up to {minutes} min, log {run_dir / 'train.log'}", flush=True)
+    print(f"{method}: training for {budget_words(minutes, planned)}, log {run_dir / 'train.log'}", flush=True)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     code = code_version()
     launched = time.time()
@@ -218,7 +238,8 @@ def evaluate_run(method, launches, data_bin, oracle, test_words, args):
 
 def markdown_table(results, oracle_row, minutes):
     lines = [
-        f"# Synthetic Turing test, {minutes:g} minutes of training per method",
+        "# Synthetic Turing test, " + (f"{minutes:g} minutes of training per method" if minutes is not None
+                                        else "each method trained for its planned updates"),
         "",
         "Per-token NLL in nats over the 20 words of a sequence (fairseq's EOS left out).",
         "NLL_oracle: the oracle's NLL of model samples (lower: better samples);",
@@ -242,7 +263,8 @@ def markdown_table(results, oracle_row, minutes):
         "one Adam optimizer (betas 0.9, 0.95, lr 1e-3) for generator and mediator together;",
         "the reference CoT code gives the mediator (embedding 64, hidden 64) its own lr 3e-3.",
         *scheduled_sampling_lines(results),
-        "Training is bounded by wall-clock time, not epochs, so the published figures",
+        f"Training is bounded by {'wall-clock time' if minutes is not None else 'update counts'}, "
+        "not by convergence, so the published figures",
         "(trained to convergence) are a reference, not a like-for-like comparison.",
         code_line(results),
         "Commands: results.json.",
