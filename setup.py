@@ -51,6 +51,7 @@ setup(
             "fairseq-ot-collect-results = fairseq_ot.cli.collect_results:main",
             "fairseq-ot-extract-generator = fairseq_ot.cli.extract_generator:main",
             "fairseq-ot-extract-image-features = fairseq_ot.cli.extract_image_features:main",
+            "fairseq-ot-parameter-drift = fairseq_ot.cli.parameter_drift:main",
             "fairseq-ot-plot-cot-gamma-estimator = fairseq_ot.cli.plot_cot_gamma_estimator:main",
             "fairseq-ot-plot-scheduled-sampling-impropriety = fairseq_ot.cli.plot_scheduled_sampling_impropriety:main",
             "fairseq-ot-plot-training-curves = fairseq_ot.cli.plot_training_curves:main",
