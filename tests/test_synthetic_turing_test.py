@@ -30,11 +30,16 @@ def cumulative_seconds_and_updates(checkpoint):
     return state["extra_state"]["previous_training_time"], state["optimizer_history"][-1]["num_updates"]
 
 
-def test_a_larger_budget_resumes_the_run_with_its_first_schedule(tmp_path):
+def small_oracle_run(tmp_path, method):
+    """(data-bin, run folder, its checkpoint_last.pt) of `method` on a small random oracle's data."""
     oracle = OracleLSTM.random(seed=3, vocab=50)
     data_bin = build_oracle_lm_data(oracle, tmp_path / "data", n_train=300, n_valid=64, n_test=64)
-    run_dir = tmp_path / "runs" / "scheduled_sampling"
-    last = run_dir / "checkpoints" / "checkpoint_last.pt"
+    run_dir = tmp_path / "runs" / method
+    return data_bin, run_dir, run_dir / "checkpoints" / "checkpoint_last.pt"
+
+
+def test_a_larger_budget_resumes_the_run_with_its_first_schedule(tmp_path):
+    data_bin, run_dir, last = small_oracle_run(tmp_path, "scheduled_sampling")
 
     planned = {**synthetic.PLANNED_UPDATES, "scheduled_sampling": 100}
     first = synthetic.train(data_bin, "scheduled_sampling", run_dir, 0.05, "cpu", planned)
@@ -63,10 +68,7 @@ def test_a_larger_budget_resumes_the_run_with_its_first_schedule(tmp_path):
 
 
 def test_without_minutes_each_method_trains_exactly_its_planned_updates(tmp_path):
-    oracle = OracleLSTM.random(seed=3, vocab=50)
-    data_bin = build_oracle_lm_data(oracle, tmp_path / "data", n_train=300, n_valid=64, n_test=64)
-    run_dir = tmp_path / "runs" / "mle"
-    last = run_dir / "checkpoints" / "checkpoint_last.pt"
+    data_bin, run_dir, last = small_oracle_run(tmp_path, "mle")
 
     planned = {**synthetic.PLANNED_UPDATES, "mle": 20}
     first = synthetic.train(data_bin, "mle", run_dir, None, "cpu", planned)

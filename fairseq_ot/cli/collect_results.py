@@ -23,6 +23,7 @@ line, status 2, and nothing is written.
 """
 
 import argparse
+import logging
 from pathlib import Path
 
 from fairseq_ot.errors import FlagError, print_one_line
@@ -31,6 +32,10 @@ from fairseq_ot.evaluation.files import UnreadableFileError, write_atomically
 from fairseq_ot.evaluation.paired_runs import BootstrapSettings
 from fairseq_ot.evaluation.difference_plot import difference_points, plot_differences
 from fairseq_ot.evaluation.results_tables import collected_results, find_runs
+
+# importing fairseq sets the root logger to DEBUG; matplotlib (--plot) would
+# then log every font lookup
+logging.getLogger().setLevel(logging.WARNING)
 
 
 def parse_args(argv):
