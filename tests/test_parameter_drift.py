@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from conftest import TINY_TRANSFORMER, USER_DIR, load_script, one_line_error, run_cli
-from fairseq_ot.checkpoints.drift import parameter_drift
+from fairseq_ot.evaluation.parameter_drift import parameter_drift
 
 parameter_drift_cli = load_script("parameter_drift")
 

@@ -17,7 +17,7 @@ about the learning rate in its first update whatever the gradient's size.
 import argparse
 import json
 
-from fairseq_ot.checkpoints.drift import parameter_drift
+from fairseq_ot.evaluation.parameter_drift import parameter_drift
 from fairseq_ot.checkpoints.surgery import CheckpointError
 from fairseq_ot.errors import print_one_line
 
