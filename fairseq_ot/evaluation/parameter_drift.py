@@ -73,7 +73,7 @@ def parameter_drift(paths):
     `total` (the norm of the change since the first checkpoint) and
     `relative_total` (total / ||first checkpoint's parameters||)."""
     loaded = [(*trained_parameters(path), str(path)) for path in paths]
-    first_updates, first, first_path = loaded[0]
+    _, first, first_path = loaded[0]
     first_norm = math.sqrt(sum(float((tensor ** 2).sum()) for tensor in first.values()))
     rows, previous = [], None
     for updates, parameters, path in loaded:
