@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 
@@ -321,6 +322,31 @@ def test_run_script_refuses_an_unknown_device_before_any_work(tmp_path, monkeypa
     assert not (tmp_path / "run").exists()
 
 
+def test_run_script_refuses_a_skip_train_other_than_0_or_1(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKIP_TRAIN", "yes")
+    code, output = run_cli(REPO / "fairseq_ot" / "recipes" / "captioning" / "run.sh", tmp_path / "run", check=False)
+    assert code == 2 and "SKIP_TRAIN must be 0 or 1, not yes" in output
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_script_with_skip_train_scores_the_checkpoint_it_finds(raw_flickr, data_bin, tmp_path, monkeypatch):
+    from fairseq_ot.evaluation.scores import read_scores
+
+    run_dir = tmp_path / "run"
+    run_cli("fairseq-train", data_bin, "--user-dir", USER_DIR, "--task", "captioning", "--cpu", *TINY_CAPTIONER,
+            "--criterion", "label_smoothed_cross_entropy", "--optimizer", "adam", "--lr", "0.003",
+            "--batch-size", "16", "--max-update", "2", "--save-dir", run_dir / "checkpoints")
+    before = (run_dir / "checkpoints" / "checkpoint_best.pt").read_bytes()
+    for key, value in (("RAW", str(raw_flickr)), ("DATA", str(data_bin)), ("SKIP_TRAIN", "1"),
+                       ("BEAM", "2"), ("SCORE_FLAGS", "--no-meteor"),
+                       ("PREPARE_FLAGS", f"--features {raw_flickr / 'features.npz'} --bpe-merges 60")):
+        monkeypatch.setenv(key, value)
+    run_cli(REPO / "fairseq_ot" / "recipes" / "captioning" / "run.sh", run_dir, "label_smoothed_cross_entropy")
+    assert read_scores(run_dir / "scores_test.json")["hypotheses"] == 12
+    assert not (run_dir / "train.log").exists()
+    assert (run_dir / "checkpoints" / "checkpoint_best.pt").read_bytes() == before
+
+
 def test_real_flickr8k_lines_through_the_pipeline(tmp_path):
     import gzip
 
@@ -372,3 +398,46 @@ def test_extracted_captioning_generator_captions_as_the_mediator_checkpoint(data
                 for output in (with_mediator, alone)]
     assert len(captions[1]) == len(set(read(data_bin / "test.images.txt"))) > 0
     assert captions[0] == captions[1]
+
+
+def test_cot_from_mle_config_trains_the_generator_at_its_own_learning_rate(data_bin, tmp_path):
+    """fairseq_ot/recipes/cot_composite_lr/captioning_from_mle.yaml: the
+    mediator starts as a copy of the MLE captioner; each network follows
+    inverse_sqrt's warm-up to its own rate; during the mediator's warm-up the
+    generator's gradient is exactly zero, so Adam leaves it bit-identical;
+    after it, its first two steps move it by about its own rate per weight."""
+    from fairseq_ot.evaluation.parameter_drift import trained_parameters
+
+    run_cli("fairseq-train", data_bin, "--user-dir", USER_DIR, "--task", "captioning", "--cpu", *TINY_CAPTIONER,
+            "--criterion", "label_smoothed_cross_entropy", "--optimizer", "adam", "--lr", "0.003",
+            "--batch-size", "16", "--max-update", "3", "--save-dir", tmp_path / "mle", "--no-epoch-checkpoints")
+    mle = tmp_path / "mle" / "checkpoint_last.pt"
+    generator_lr, mediator_lr, warmup = 4e-6, 4e-4, 20
+    tiny_model = [f"+model.{flag[2:].replace('-', '_')}={value}"
+                  for flag, value in zip(TINY_CAPTIONER[2::2], TINY_CAPTIONER[3::2])]
+    _, output = run_cli(
+        "fairseq-ot-hydra-train", "--config-dir", REPO / "fairseq_ot" / "recipes" / "cot_composite_lr",
+        "--config-name", "captioning_from_mle", f"common.user_dir={USER_DIR}", f"task.data={data_bin}",
+        f"checkpoint.finetune_from_model={mle}", f"checkpoint.save_dir={tmp_path / 'cot'}",
+        f"optimizer.groups.generator.lr_float={generator_lr}", f"hydra.run.dir={tmp_path / 'hydra'}",
+        *tiny_model,
+        "criterion.cot_mediator_warmup_updates=2", "criterion.cot_max_len_b=12", "dataset.max_tokens=600",
+        "optimization.max_update=4", "common.log_interval=1", "checkpoint.save_interval_updates=2",
+        "dataset.validate_interval_updates=2",
+    )
+    logged = [json.loads(line.split(" - ", 1)[1]) for line in output.splitlines() if "[train_inner]" in line]
+    assert [int(row["num_updates"]) for row in logged] == [1, 2, 3, 4], output[-3000:]
+    for row in logged:
+        fraction = int(row["num_updates"]) / warmup
+        assert float(row["lr_generator"]) == pytest.approx(generator_lr * fraction, rel=1e-6)
+        assert float(row["lr_mediator"]) == pytest.approx(mediator_lr * fraction, rel=1e-6)
+    _, start = trained_parameters(mle)
+    (after_warmup,), (after,) = (list((tmp_path / "cot").glob(f"checkpoint_*_{u}.pt")) for u in (2, 4))
+    _, warmed = trained_parameters(after_warmup)
+    assert warmed.keys() == start.keys()
+    assert all(torch.equal(warmed[name], start[name]) for name in start)
+    _, moved = trained_parameters(after)
+    squares = sum(float(((moved[name] - warmed[name]) ** 2).sum()) for name in start)
+    rms = (squares / sum(tensor.numel() for tensor in start.values())) ** 0.5
+    steps = generator_lr * (3 + 4) / warmup  # the learning rates of updates 3 and 4
+    assert 0.1 * steps < rms < 1.5 * steps

@@ -6,7 +6,9 @@
 # DATA (prepared folder, default RUN_DIR/../flickr8k-data-bin),
 # PREPARE_FLAGS (more flags of scripts/prepare_flickr8k.py), BEAM (default 3),
 # SCORE_FLAGS (more flags of scripts/score_captions.py, e.g. --no-meteor),
-# DEVICE (cpu, the default, or cuda: train and generate on the GPU), THREADS (default 1).
+# DEVICE (cpu, the default, or cuda: train and generate on the GPU), THREADS (default 1),
+# SKIP_TRAIN (1: only generate and score RUN_DIR/checkpoints/checkpoint_best.pt,
+# e.g. of a fairseq-ot-hydra-train run).
 set -euo pipefail
 # torch threads per fairseq process (THREADS, default 1: fastest measured on a shared 2-core machine)
 export OMP_NUM_THREADS=${THREADS:-1}
@@ -21,15 +23,21 @@ case ${DEVICE:-cpu} in
     cuda) device=() ;;
     *) echo "run.sh: DEVICE must be cpu or cuda, not ${DEVICE}" >&2; exit 2 ;;
 esac
+case ${SKIP_TRAIN:-0} in
+    0|1) ;;
+    *) echo "run.sh: SKIP_TRAIN must be 0 or 1, not ${SKIP_TRAIN}" >&2; exit 2 ;;
+esac
 mkdir -p "$run_dir"
 
 # shellcheck disable=SC2086  # PREPARE_FLAGS holds several words
 python -m fairseq_ot.cli.prepare_flickr8k "$raw" --dest "$data" ${PREPARE_FLAGS:-}
 
-eval "recipe=($(python -m fairseq_ot.recipes captioning "$criterion"))"
-fairseq-train "$data" --user-dir "$plugin" "${device[@]}" "${recipe[@]}" \
-    --no-epoch-checkpoints --save-dir "$run_dir/checkpoints" \
-    --log-format json --log-file "$run_dir/train.log" "$@"
+if [[ ${SKIP_TRAIN:-0} != 1 ]]; then
+    eval "recipe=($(python -m fairseq_ot.recipes captioning "$criterion"))"
+    fairseq-train "$data" --user-dir "$plugin" "${device[@]}" "${recipe[@]}" \
+        --no-epoch-checkpoints --save-dir "$run_dir/checkpoints" \
+        --log-format json --log-file "$run_dir/train.log" "$@"
+fi
 
 task=$(python -m fairseq_ot.recipes captioning "$criterion" --task)
 fairseq-generate "$data" --user-dir "$plugin" "${device[@]}" --task "$task" \
