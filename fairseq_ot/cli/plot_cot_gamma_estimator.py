@@ -25,14 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 
-
 from fairseq_ot.analysis.gamma_estimator import QUANTILES, train_and_measure
+from fairseq_ot.evaluation.figures import pyplot
 
 # importing fairseq sets the root logger to DEBUG; matplotlib would then log
 # every font lookup
@@ -63,6 +59,7 @@ def parse_args(argv):
 
 
 def plot(records, path):
+    plt = pyplot()
     updates = [r["update"] for r in records]
     figure, (cosine_ax, ratio_ax, training_ax) = plt.subplots(1, 3, figsize=(14, 4.2),
                                                                layout="constrained")

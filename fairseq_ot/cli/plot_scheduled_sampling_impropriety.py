@@ -15,12 +15,7 @@ import argparse
 import logging
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
-
 
 from fairseq_ot.analysis.scheduled_sampling_toy import (
     closed_form_optimum,
@@ -30,6 +25,7 @@ from fairseq_ot.analysis.scheduled_sampling_toy import (
     make_dependent_joint,
     product_of_marginals,
 )
+from fairseq_ot.evaluation.figures import pyplot
 
 # importing fairseq_ot imports fairseq, whose wav2vec2_classification module
 # sets the root logger to DEBUG; matplotlib would then log every font lookup
@@ -111,7 +107,7 @@ def main(argv=None):
     closed_to_joint, _ = kl_curves(joint, eps_values, lambda eps: closed_form_optimum(joint, eps))
     print_table(joint, eps_values, fitted, closed_to_joint, args)
 
-    figure = plt.figure(figsize=(11, 8.5), layout="constrained")
+    figure = pyplot().figure(figsize=(11, 8.5), layout="constrained")
     grid = figure.add_gridspec(2, 3, height_ratios=[1.1, 1])
     plot_kl_curves(figure.add_subplot(grid[0, :]), joint, eps_values, fitted)
     heat_maps = [

@@ -4,6 +4,8 @@ metric (``collect_results.py --plot``)."""
 
 from pathlib import Path
 
+from fairseq_ot.evaluation.figures import pyplot
+
 
 def difference_points(intervals):
     """{(task, split, metric): [(run name, criterion, observed, lower,
@@ -21,10 +23,7 @@ def difference_points(intervals):
 def plot_differences(points, path):
     """Write the panels of ``difference_points`` to ``path``, one run a row:
     its difference as a dot, its interval as a bar, zero (MLE) as a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = sorted(points.items())
     height = max(2.5, 0.3 * max(len(rows) for _, rows in panels) + 1.2)

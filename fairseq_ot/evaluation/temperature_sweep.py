@@ -10,6 +10,7 @@ import random
 from fairseq_ot.data_prep.caption_lm import TOKENIZER, text_file
 from fairseq_ot.data_prep.text_files import read_lines, write_lines
 from fairseq_ot.errors import FlagError
+from fairseq_ot.evaluation.figures import pyplot
 from fairseq_ot.evaluation.generation_metrics import SMOOTHING, generation_scores
 from fairseq_ot.evaluation.lm_sampling import load_generator, require_sweep, sample_sentences, split_nll
 from fairseq_ot.evaluation.train_log import read_train_log
@@ -99,10 +100,7 @@ def table_at(points, temperature):
 def plot_sweep(points, path):
     """Left: BLEU-5 against Self-BLEU-5, a curve per method through its
     temperatures (labelled), the real-data point as a star; right: NLL_test."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [2, 1]})
     methods = list(dict.fromkeys(point["method"] for point in points if point["method"] != REAL))

@@ -7,6 +7,7 @@ matplotlib (the dev extra) is imported only to draw."""
 
 from pathlib import Path
 
+from fairseq_ot.evaluation.figures import pyplot
 from fairseq_ot.evaluation.train_log import curve, read_train_log
 
 TRAIN_LOG = "train.log"
@@ -62,10 +63,7 @@ def plot_training_curves(run_dirs, metrics):
         raise SystemExit(
             f"error: no run logs {', '.join(unknown)}; metrics in these logs: {', '.join(known_metrics(logs))}"
         )
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
     notes = []

@@ -10,7 +10,7 @@ import torch
 from fairseq.data import Dictionary
 
 from fairseq_ot.errors import require
-from fairseq_ot.evaluation.figures import save_curves
+from fairseq_ot.evaluation.figures import pyplot, save_curves
 from fairseq_ot.evaluation.lm_sampling import load_generator, require_sweep
 from fairseq_ot.synthetic.evaluation import load_split_words, nll_oracle, nll_test, oracle_reference
 from fairseq_ot.synthetic.lm_data import fairseq_to_oracle_ids, oracle_id_table
@@ -63,10 +63,7 @@ def markdown_table(points, reference, temperatures):
 
 
 def plot_sweep(points, reference, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axes = plt.subplots(figsize=(7, 5))
     for method in dict.fromkeys(point["method"] for point in points):

@@ -23,7 +23,7 @@ import torch
 from fairseq.data import Dictionary
 
 from fairseq_ot.evaluation.files import write_atomically
-from fairseq_ot.evaluation.figures import save_curves
+from fairseq_ot.evaluation.figures import pyplot, save_curves
 from fairseq_ot.evaluation.lm_sampling import load_generator
 from fairseq_ot.paths import USER_DIR
 from fairseq_ot.synthetic.evaluation import load_split_words, nll_oracle, nll_test, oracle_reference
@@ -290,10 +290,7 @@ def code_line(results):
 
 
 def plot_curves(results, oracle_row, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for method, result in results.items():
